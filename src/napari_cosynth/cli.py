@@ -1,0 +1,216 @@
+"""The ``cosynth`` command line: argument parsing and printing only; every subcommand calls the core.
+
+Long work (training, generation) is a generator in the core; here we only drive it with a progress
+bar. Errors a user can fix (:class:`~napari_cosynth.errors.CosynthError`) print one clear line and exit
+with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CosynthError
+
+FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
+
+
+def _print(result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, default=_json_default))
+    else:
+        _print_table(result)
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def _print_table(result, indent: int = 0) -> None:
+    for key, value in result.items():
+        if isinstance(value, dict):
+            print(" " * indent + f"{key}:")
+            _print_table(value, indent + 2)
+        elif isinstance(value, float):
+            print(" " * indent + f"{key}: {value:.4f}")
+        else:
+            print(" " * indent + f"{key}: {value}")
+
+
+def _drive(generator, desc: str, quiet: bool = False):
+    """Run a core generator to its end with a tqdm bar; return its return value."""
+    from tqdm import tqdm
+
+    bar = None
+    try:
+        while True:
+            progress = next(generator)
+            total = getattr(progress, "total", None)
+            if bar is None:
+                bar = tqdm(total=total, desc=desc, disable=quiet, unit="step", dynamic_ncols=True)
+            bar.n = getattr(progress, "step", bar.n + 1)
+            postfix = getattr(progress, "postfix", None)
+            if callable(postfix):
+                bar.set_postfix_str(postfix())
+            bar.refresh()
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def cmd_info(args) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    from .engine.device import resolve_device
+
+    info = {
+        "napari_cosynth": __version__,
+        "python": sys.version.split()[0],
+        "torch": ver("torch"),
+        "napari": ver("napari"),
+        "device": str(resolve_device("auto")),
+    }
+    _print(info, args.json)
+    return 0
+
+
+def cmd_dataset_stats(args) -> int:
+    from .data.stats import dataset_stats
+
+    _print(dataset_stats(args.path, args.format, magnification=args.mag), args.json)
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from .metrics.compare import compare_folders
+
+    _print(compare_folders(args.true_dir, args.pred_dir), args.json)
+    return 0
+
+
+def cmd_evaluate_separation(args) -> int:
+    from .evaluate.separation import separation_report
+
+    _print(separation_report(args.path, args.format, magnification=args.mag), args.json)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .engine.config import CosynthConfig
+    from .engine.train import train
+
+    config = CosynthConfig.from_yaml(args.config)
+    run = train(config, args.out, resume=args.resume, steps=args.steps, device=args.device)
+    _drive(run, "training", quiet=args.quiet)
+    print(f"checkpoints in {Path(args.out) / 'checkpoints'}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .cli_generate import run_generate
+
+    return run_generate(args, _drive)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cosynth",
+        description="Co-synthesise histopathology nuclei image-label pairs (CoSyn).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-cosynth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="versions and the device that would be used")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("dataset", help="inspect datasets")
+    dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+    s = dsub.add_parser("stats", help="samples, nuclei, nuclei per class, image sizes")
+    s.add_argument("path", help="dataset folder (or PanNuke fold folder)")
+    s.add_argument("--format", required=True, choices=FORMATS)
+    s.add_argument("--mag", type=float, default=None, help="resample to this magnification first")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_dataset_stats)
+
+    p = sub.add_parser("metrics", help="compare two folders of pairs (folder format)")
+    p.add_argument("true_dir")
+    p.add_argument("pred_dir")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("evaluate", help="quality measurements")
+    esub = p.add_subparsers(dest="evaluate_command", required=True, metavar="MEASUREMENT")
+    s = esub.add_parser(
+        "separation",
+        help="instances from each sample's own semantic+distance maps vs connected components",
+    )
+    s.add_argument("path")
+    s.add_argument("--format", required=True, choices=FORMATS)
+    s.add_argument("--mag", type=float, default=None, help="resample to this magnification first")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_evaluate_separation)
+
+    p = sub.add_parser("train", help="train a joint diffusion model from a YAML config")
+    p.add_argument("--config", required=True, help="YAML config (see configs/)")
+    p.add_argument("--out", default="runs/cosynth", help="run folder (checkpoints, logs, sample grids)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (torchrun sets ranks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="generate image-label pairs into a folder")
+    p.add_argument("--model", default="default", help="'default' (bundled) or a checkpoint folder")
+    p.add_argument("--points", default=None, help="CSV point table: x,y,class (name or id)")
+    p.add_argument("--prompt", default=None, help="text prompt; built from the points if omitted")
+    p.add_argument("--tissue", default=None, help="tissue for the built prompt (model's first if omitted)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="canvas size")
+    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
+    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (drawn and recorded if omitted)")
+    p.add_argument("--n", type=int, default=1, help="number of pairs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="output folder (folder format); pairs are never overwritten")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CosynthError as error:
+        print(f"cosynth: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cosynth: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
