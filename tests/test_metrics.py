@@ -466,3 +466,21 @@ def test_compare_folders_rejects_mismatched_pairs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="holds no pairs"):
         compare_folders(tmp_path / "true", tmp_path / "empty")
+
+
+def test_glas_object_dice_counts_misses_and_ignores_slight_contacts():
+    from napari_cosynth.metrics.instance import object_dice, object_dice_glas
+
+    true = np.zeros((10, 20), np.int32)
+    true[2:8, 2:8] = 1
+    true[2:8, 8:14] = 2
+    assert object_dice_glas(true, true) == 1.0
+    # a missed nucleus costs half of its side's weight and nothing on the prediction side
+    only_first = np.where(true == 1, 1, 0)
+    assert object_dice_glas(true, only_first) == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
+    # boundary shifted one column: the neighbour overlap enters hover_net's dice_2 in full
+    shifted = true.copy()
+    shifted[2:8, 8] = 1
+    assert object_dice_glas(true, shifted) > object_dice(true, shifted)
+    merged = (true > 0).astype(np.int32)
+    assert object_dice_glas(true, merged) == pytest.approx(2 * 36 / (36 + 72))

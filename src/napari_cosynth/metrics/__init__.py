@@ -6,7 +6,7 @@ numpy/scipy only. Definitions, sources and edge cases: docs/metrics.md.
 from .compare import compare_folders
 from .detection import DetectionCounts, pair_centroids, radius_for
 from .distribution import class_proportions, frechet_distance, fsd
-from .instance import aji, aji_plus, dice, instance_scores, object_dice, pq
+from .instance import aji, aji_plus, dice, instance_scores, object_dice, object_dice_glas, pq
 
 __all__ = [
     "DetectionCounts",
@@ -19,6 +19,7 @@ __all__ = [
     "fsd",
     "instance_scores",
     "object_dice",
+    "object_dice_glas",
     "pair_centroids",
     "pq",
     "radius_for",

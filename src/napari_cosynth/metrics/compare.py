@@ -17,7 +17,7 @@ from .instance import instance_scores
 
 __all__ = ["INSTANCE_KEYS", "compare_folders"]
 
-INSTANCE_KEYS = ("dice", "aji", "aji_plus", "dq", "sq", "pq", "object_dice")
+INSTANCE_KEYS = ("dice", "aji", "aji_plus", "dq", "sq", "pq", "object_dice", "object_dice_glas")
 
 
 def _pairs(folder: Path) -> dict[str, Path]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["aji", "aji_plus", "dice", "instance_scores", "object_dice", "pq"]
+__all__ = ["aji", "aji_plus", "dice", "instance_scores", "object_dice", "object_dice_glas", "pq"]
 
 # hover_net's AJI/AJI+ divide intersection by (union + 1e-6) before pairing; we keep it so that
 # exact ties between candidate pairs are broken the same way (the larger union wins).
@@ -175,6 +175,23 @@ def _object_dice(ov: _Overlap) -> float:
     return float(2.0 * ov.inter.sum() / total)
 
 
+def _glas_dice(ov: _Overlap) -> float:
+    if ov.both_empty:
+        return 1.0
+    if ov.n_true == 0 or ov.n_pred == 0:
+        return 0.0
+
+    def one_side(inter, area_a, area_b):
+        # Each object of side a against its most-overlapping object of side b, area-weighted.
+        best = np.argmax(inter, axis=1)
+        hit = inter[np.arange(len(area_a)), best]
+        d = np.where(hit > 0, 2.0 * hit / (area_a + area_b[best]), 0.0)
+        return float((area_a * d).sum() / area_a.sum())
+
+    return 0.5 * (one_side(ov.inter, ov.true_area, ov.pred_area)
+                  + one_side(ov.inter.T, ov.pred_area, ov.true_area))
+
+
 def dice(true: np.ndarray, pred: np.ndarray) -> float:
     """Binary foreground Dice, ``2|T ∩ P| / (|T| + |P|)`` over all nucleus pixels.
 
@@ -278,6 +295,23 @@ def object_dice(true: np.ndarray, pred: np.ndarray) -> float:
     return _object_dice(_Overlap(true, pred))
 
 
+def object_dice_glas(true: np.ndarray, pred: np.ndarray) -> float:
+    """Object-level Dice of the GlaS challenge (Sirinukunwattana et al., MedIA 2017).
+
+    ``1/2 [Σ_i γ_i D(T_i, P*(T_i)) + Σ_j σ_j D(T*(P_j), P_j)]`` where ``P*(T_i)`` is the prediction
+    overlapping ``T_i`` most (Dice 0 if none), ``γ_i`` the area share of ``T_i`` among true objects and
+    likewise for predictions. Unlike :func:`object_dice`, missed and spurious objects count (as 0),
+    and a tiny contact between a nucleus and its neighbour's prediction costs nothing, which suits
+    a mean-Dice reading of separation quality.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1.0 when both maps are empty, 0.0 when exactly one is.
+    """
+    return _glas_dice(_Overlap(true, pred))
+
+
 def instance_scores(
     true: np.ndarray, pred: np.ndarray, match_iou: float = 0.5
 ) -> dict[str, float]:
@@ -286,13 +320,14 @@ def instance_scores(
     Returns
     -------
     dict
-        ``dice``, ``aji``, ``aji_plus``, ``dq``, ``sq``, ``pq``, ``object_dice``,
+        ``dice``, ``aji``, ``aji_plus``, ``dq``, ``sq``, ``pq``, ``object_dice``, ``object_dice_glas``,
         plus ``n_true`` and ``n_pred`` (instance counts).
     """
     ov = _Overlap(true, pred)
     scores = {"dice": _dice(ov), "aji": _aji(ov), "aji_plus": _aji_plus(ov)}
     scores.update(_pq(ov, match_iou))
     scores["object_dice"] = _object_dice(ov)
+    scores["object_dice_glas"] = _glas_dice(ov)
     scores["n_true"] = ov.n_true
     scores["n_pred"] = ov.n_pred
     return scores
