@@ -59,6 +59,12 @@ def point_map(points: PointTable, shape: tuple[int, int]) -> np.ndarray:
             f"{int(out.sum())} point(s) lie outside the {h}x{w} canvas (first at x={x:.1f}, "
             f"y={y:.1f}); crop or move them, or enlarge the canvas"
         )
+    if len(points) and (points.classes.min() < 1 or points.classes.max() > 255):
+        # Class 0 would vanish into the background and > 255 would wrap in uint8.
+        raise ValueError(
+            f"point classes must lie in 1..255 (0 is background), got "
+            f"{int(points.classes.min())}..{int(points.classes.max())}"
+        )
     pm = np.zeros((h, w), dtype=np.uint8)
     cols = np.round(points.xy[:, 0]).astype(int)
     rows = np.round(points.xy[:, 1]).astype(int)

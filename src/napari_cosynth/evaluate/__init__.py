@@ -1,0 +1,1 @@
+"""Quality measurements: instance separation, adherence, alignment, distribution metrics."""
