@@ -58,7 +58,7 @@ def _drive(generator, desc: str, quiet: bool = False):
             bar.n = getattr(progress, "step", bar.n + 1)
             postfix = getattr(progress, "postfix", None)
             if callable(postfix):
-                bar.set_postfix_str(postfix())
+                bar.set_postfix_str(postfix(), refresh=False)
             bar.refresh()
     except StopIteration as stop:
         return stop.value
@@ -117,10 +117,15 @@ def cmd_train(args) -> int:
     from .engine.config import CosynthConfig
     from .engine.train import train
 
+    import os
+
     config = CosynthConfig.from_yaml(args.config)
+    # Under torchrun every rank runs this; only rank 0 reports.
+    main_rank = os.environ.get("RANK", "0") == "0"
     run = train(config, args.out, resume=args.resume, steps=args.steps, device=args.device)
-    _drive(run, "training", quiet=args.quiet)
-    print(f"checkpoints in {Path(args.out) / 'checkpoints'}")
+    _drive(run, "training", quiet=args.quiet or not main_rank)
+    if main_rank:
+        print(f"checkpoints in {Path(args.out) / 'checkpoints'}")
     return 0
 
 

@@ -1,0 +1,68 @@
+"""``cosynth generate``: load a model, gather the layouts and prompts, drive generation, write pairs.
+
+Kept apart from :mod:`napari_cosynth.cli` because it is the one subcommand with real assembly work
+(model resolution, layouts, seeds per pair); the generation itself is the engine's generator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CosynthError
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """'default', a checkpoint folder, or a training run folder (its newest checkpoint)."""
+    from .engine.checkpoint import resolve_model
+    from .engine.train import latest_checkpoint
+
+    path = Path(model).expanduser()
+    if (path / "checkpoints").is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise CosynthError(f"{path} is a training run without a complete checkpoint yet")
+        return newest
+    return resolve_model(model)
+
+
+def run_generate(args, drive) -> int:
+    from .data.folder import write_sample
+    from .data.points_csv import read_points_csv
+    from .engine.checkpoint import load_model
+    from .engine.device import resolve_device
+    from .engine.generate import generate, model_vocabulary
+    from .layouts.hardcore import layout_like_training_data
+
+    device = resolve_device(args.device)
+    model, meta = load_model(resolve_checkpoint(args.model), device=device)
+    vocabulary = model_vocabulary(meta)
+    magnification = float(meta.get("magnification") or 40.0)
+    if args.size is not None:
+        shape = tuple(args.size)
+    else:
+        side = int(meta.get("patch_size") or 128)
+        shape = (side, side)
+    if args.n < 1:
+        raise CosynthError(f"--n must be at least 1, got {args.n}")
+    base_seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**62)
+    points = read_points_csv(args.points, vocabulary) if args.points else None
+
+    written = []
+    for i in range(args.n):
+        # One seed per pair, derived from the base seed, so pair i is the same in any batch.
+        seed = base_seed + i
+        layout = points if points is not None else layout_like_training_data(
+            meta.get("training_data"), vocabulary, shape, magnification, rng=seed)
+        run = generate(model, meta, layout, shape, prompt=args.prompt, tissue=args.tissue,
+                       sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=seed,
+                       device=device)
+        (pair,) = drive(run, f"pair {i + 1}/{args.n}", quiet=args.quiet)
+        pair.provenance["layout"] = str(args.points) if points is not None else "hardcore (training density)"
+        path = write_sample(pair, args.out, name=f"pair-{seed}")
+        written.append(path)
+        if not args.quiet:
+            print(f"{path}  ({pair.n_nuclei} nuclei; prompt: {pair.provenance['prompt']!r})")
+    print(f"{len(written)} pair(s) in {args.out}")
+    return 0

@@ -1,0 +1,370 @@
+"""Training crops for the joint model: any reader's samples as batches of tensors, in a reproducible order.
+
+Every sample is read once, brought to the model's magnification, and its semantic and distance maps
+are computed once and kept in memory (CoNSeP's training split at 20x takes about 85 MB); each crop then
+only slices and transforms arrays. The distance map of the whole patch is cropped rather than
+recomputed per crop, so a nucleus cut by the crop keeps the values it has in the tissue (its peak may
+lie outside the crop); flips and 90-degree rotations move it with the other maps, since a per-nucleus
+distance to the boundary is unchanged by them.
+
+Reproducibility comes from deriving randomness rather than carrying it. A run reads one stream of
+crops: position ``p`` of the stream is a sample drawn from epoch permutations of the dataset (each
+permutation seeded with ``(seed, epoch)``), cropped, rotated, flipped and given a prompt by an RNG
+seeded with ``(seed, p)``. Step ``s`` of a run with global batch ``G`` reads positions
+``sG .. sG + G - 1`` (offset by where a resumed run's checkpoint stopped), and rank ``r`` of ``W``
+takes its ``G / W`` consecutive slots. A resumed run therefore sees exactly the batches an
+uninterrupted run would, a run on W processes sees the same global batches as one process with a W
+times larger batch, and a run resumed with another batch size continues the same stream.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DatasetError
+from ..labels.distance import distance_map
+from ..labels.points import centroid_table, point_map
+from ..prompts import prompt_for_points
+from ..sample import Sample, Vocabulary
+from ..vocabularies import DATASETS
+
+# Tag mixed into every crop seed so these streams never coincide with other uses of the run seed.
+_CROP_STREAM = 0xC0_5E_ED
+_ORDER_STREAM = 0x0D_E4
+
+
+@dataclass
+class _Patch:
+    """One training patch with its targets, precomputed once."""
+
+    name: str
+    image: np.ndarray  # (H, W, 3) uint8
+    instances: np.ndarray  # (H, W) int32, 1..N
+    classes: np.ndarray  # (N,) int64
+    semantic: np.ndarray  # (H, W) uint8
+    distance: np.ndarray  # (H, W) float32 in [0, 1]
+    tissue: str
+    magnification: float
+
+
+def normalise_class_names(classes: Sequence[str]) -> tuple[str, ...]:
+    """A config's class list as nucleus class names (a leading 'background' is accepted and dropped)."""
+    names = tuple(str(c) for c in classes)
+    if names and names[0] == "background":
+        names = names[1:]
+    return names
+
+
+def check_classes(configured: Sequence[str] | None, vocabulary: Vocabulary, where: str) -> Vocabulary:
+    """The vocabulary to train with: the data's, after checking ``data.classes`` against it.
+
+    Raises
+    ------
+    ConfigError
+        If ``configured`` names other classes, or the same classes in another order (ids would differ).
+    """
+    if configured is None:
+        return vocabulary
+    wanted = normalise_class_names(configured)
+    if wanted != vocabulary.nucleus_classes:
+        raise ConfigError(
+            f"data.classes: {list(wanted)} does not match the classes of {where} "
+            f"({list(vocabulary.nucleus_classes)}, ids 1..{vocabulary.n_classes - 1} in that order); "
+            "set data.classes to that list or leave it out to take the classes from the data"
+        )
+    return vocabulary
+
+
+def order_index(n: int, seed: int, position: int, repeat: int = 1) -> int:
+    """Which sample fills global position ``position`` of a run's data stream.
+
+    The stream is a sequence of epochs, each a permutation of ``repeat`` copies of ``range(n)``
+    drawn from ``(seed, epoch)``, so every sample is seen ``repeat`` times per epoch.
+    """
+    epoch, within = divmod(position, n * repeat)
+    return int(_permutation(n * repeat, seed, epoch)[within]) % n
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(n)
+
+
+def batch_keys(
+    n: int, seed: int, first_position: int, batch_size: int, world_size: int = 1, rank: int = 0,
+    repeat: int = 1,
+) -> list[tuple[int, int]]:
+    """The crop keys ``(sample index, stream position)`` rank ``rank`` reads for one step.
+
+    The step's global batch is the ``batch_size * world_size`` stream positions from
+    ``first_position``; rank ``r`` takes ``batch_size`` consecutive ones starting at
+    ``first_position + r * batch_size``. Pass the keys to :class:`CropDataset`.
+    """
+    start = first_position + rank * batch_size
+    return [(order_index(n, seed, p, repeat), p) for p in range(start, start + batch_size)]
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batches of crop keys for steps ``start .. stop - 1`` of one rank (see :func:`batch_keys`).
+
+    Used as a DataLoader ``batch_sampler``. Step ``start`` begins at stream position
+    ``start_position`` and every step advances it by the global batch, so the keys depend only on
+    the step: worker processes and resuming do not change what a step sees.
+    """
+
+    def __init__(self, n, seed, start, stop, start_position, batch_size, world_size=1, rank=0, repeat=1):
+        self.n, self.seed, self.repeat = n, seed, repeat
+        self.start, self.stop, self.start_position = start, stop, start_position
+        self.batch_size, self.world_size, self.rank = batch_size, world_size, rank
+
+    def position(self, step: int) -> int:
+        """Stream position of the first crop of ``step``'s global batch."""
+        return self.start_position + (step - self.start) * self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield batch_keys(
+                self.n, self.seed, self.position(step), self.batch_size, self.world_size, self.rank,
+                self.repeat,
+            )
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random augmented crops of annotated samples, as the tensors the training loss takes.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        Annotated samples (with instance maps and images), already at the model's magnification;
+        e.g. ``open_dataset(...)``. Each is read once here.
+    crop_size : int
+        Side of the square crops.
+    tokenize : callable
+        ``tokenize(list_of_prompts) -> LongTensor (B, L)``, the model's text tokenizer.
+    vocabulary : Vocabulary
+        The classes the model is trained on; every sample must use it.
+    tissue : str, optional
+        Tissue named in the prompts; None takes each sample's own.
+    prompt_style : str
+        ``"paper"`` or ``"structured"`` (see :func:`napari_cosynth.prompts.prompt_for_points`).
+    staining : str
+        Staining method named by structured prompts.
+    seed : int
+        Run seed; crops are a function of ``(seed, key)``.
+    augment : bool
+        Random flips and 90-degree rotations (the crop window is random either way).
+    where : str
+        How to name the data in error messages (its path).
+
+    Raises
+    ------
+    ConfigError
+        ``data.crop_size`` is larger than an image (after resampling), or a sample uses other classes.
+    DatasetError
+        A sample has no instance map or no image (points-only data cannot train the joint model).
+
+    Notes
+    -----
+    ``dataset[key]`` takes ``key = (sample index, stream position)`` from :func:`batch_keys`, or a
+    plain sample index (equivalent to ``(index, index)``). It returns a dict: ``image`` float32 (3, C, C)
+    in [-1, 1], ``distance`` float32 (1, C, C) in [-1, 1], ``labels`` int64 (C, C), ``point_map``
+    int64 (C, C), ``tokens`` int64 (L,), ``index`` int64 and ``prompt`` (str).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        crop_size: int,
+        tokenize: Callable[[list[str]], torch.Tensor],
+        vocabulary: Vocabulary,
+        tissue: str | None = None,
+        prompt_style: str = "paper",
+        staining: str = "H&E",
+        seed: int = 0,
+        augment: bool = True,
+        where: str = "the training data",
+    ):
+        if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1:
+            raise ConfigError(f"data.crop_size: a positive whole number of pixels, got {crop_size!r}")
+        self.crop_size = crop_size
+        self.tokenize = tokenize
+        self.vocabulary = vocabulary
+        self.tissue = tissue
+        self.prompt_style = prompt_style
+        self.staining = staining
+        self.seed = int(seed)
+        self.augment = bool(augment)
+        self.where = where
+        self.patches = [self._prepare(sample) for sample in samples]
+        if not self.patches:
+            raise DatasetError(where, "holds no samples to train on")
+
+    def _prepare(self, sample: Sample) -> _Patch:
+        if not sample.has_masks or sample.image is None:
+            raise DatasetError(
+                self.where,
+                f"sample {sample.name} has no instance map or no image; the joint model trains on "
+                "annotated images only (points-only data can condition generation, not train it)",
+            )
+        if sample.vocabulary != self.vocabulary:
+            raise ConfigError(
+                f"data.classes: sample {sample.name} of {self.where} uses classes "
+                f"{list(sample.vocabulary.nucleus_classes)}, not {list(self.vocabulary.nucleus_classes)}"
+            )
+        h, w = sample.shape
+        if self.crop_size > min(h, w):
+            raise ConfigError(
+                f"data.crop_size: {self.crop_size} is larger than sample {sample.name} of {self.where} "
+                f"({h}x{w} pixels at {sample.magnification:g}x); choose data.crop_size <= {min(h, w)} "
+                "or a higher data.magnification"
+            )
+        return _Patch(
+            name=sample.name,
+            image=np.ascontiguousarray(sample.image),
+            instances=sample.instances,
+            classes=sample.classes,
+            semantic=sample.semantic_map().astype(np.uint8),
+            distance=(sample.distance if sample.distance is not None else distance_map(sample.instances))
+            .astype(np.float32),
+            tissue=sample.tissue,
+            magnification=float(sample.magnification),
+        )
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.patches]
+
+    def __getitem__(self, key) -> dict:
+        if isinstance(key, (int, np.integer)):
+            key = (int(key), int(key))
+        index, position = (int(k) for k in key)
+        rng = np.random.default_rng([self.seed, _CROP_STREAM, position])
+        return self.crop(index, rng)
+
+    def crop(self, index: int, rng: np.random.Generator) -> dict:
+        """One random crop of sample ``index`` with a random dihedral transform, drawn from ``rng``."""
+        patch = self.patches[index]
+        c = self.crop_size
+        h, w = patch.instances.shape
+        y0 = int(rng.integers(0, h - c + 1))
+        x0 = int(rng.integers(0, w - c + 1))
+        # Drawn even without augmentation so that switching it keeps the windows and prompts.
+        k = int(rng.integers(0, 4))
+        flip = bool(rng.integers(0, 2))
+        if not self.augment:
+            k, flip = 0, False
+        window = (slice(y0, y0 + c), slice(x0, x0 + c))
+
+        def transform(a):
+            a = np.rot90(a[window], k)
+            return np.ascontiguousarray(a[:, ::-1] if flip else a)
+
+        image = transform(patch.image)
+        semantic = transform(patch.semantic)
+        distance = transform(patch.distance)
+        instances = transform(patch.instances)
+        # Centroids of what is visible: a nucleus cut by the crop gets the centre of its visible part.
+        points = centroid_table(instances, patch.classes)
+        tissue = self.tissue or patch.tissue
+        prompt = prompt_for_points(
+            points, self.vocabulary, tissue, style=self.prompt_style, staining=self.staining, rng=rng
+        )
+        tokens = self.tokenize([prompt])[0]
+        return {
+            "image": torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0),
+            "distance": torch.from_numpy(distance[None] * 2.0 - 1.0),
+            "labels": torch.from_numpy(semantic.astype(np.int64)),
+            "point_map": torch.from_numpy(point_map(points, (c, c)).astype(np.int64)),
+            "tokens": tokens.to(torch.int64),
+            "index": torch.tensor(index, dtype=torch.int64),
+            "prompt": prompt,
+        }
+
+    def summary(self) -> dict:
+        """Counts for a checkpoint's record of its training data."""
+        counts = np.zeros(self.vocabulary.n_classes, dtype=np.int64)
+        for p in self.patches:
+            counts += np.bincount(p.classes, minlength=self.vocabulary.n_classes)
+        shapes = sorted({p.instances.shape for p in self.patches})
+        return {
+            "samples": len(self.patches),
+            "nuclei": {name: int(counts[i]) for i, name in enumerate(self.vocabulary.names) if i > 0},
+            "image_sizes": [list(s) for s in shapes[:5]],
+            "tissues": sorted({p.tissue for p in self.patches}),
+            "magnifications": sorted({p.magnification for p in self.patches}),
+        }
+
+
+def staining_of(format: str) -> str:
+    """The staining method of a known dataset format (H&E when unknown)."""
+    return DATASETS.get(format, {}).get("staining", "H&E")
+
+
+def open_training_data(data_config, tokenize, *, seed: int = 0) -> CropDataset:
+    """Open ``data.path`` with its reader at ``data.magnification`` and wrap it as a CropDataset.
+
+    Parameters
+    ----------
+    data_config : DataConfig
+        Uses ``path``, ``format``, ``magnification``, ``crop_size``, ``tissue``, ``prompt_style``,
+        ``classes`` and ``augment`` (``repeat`` is applied by the data order, see :func:`order_index`).
+    tokenize : callable
+        The model's tokenizer (see :class:`CropDataset`).
+    seed : int
+        The run seed.
+
+    Raises
+    ------
+    ConfigError
+        Classes that do not match the data, or a crop larger than the images, naming the key.
+    DatasetError
+        Unreadable data.
+    """
+    from ..data.registry import open_dataset
+
+    path = _data_path(data_config)
+    dataset = open_dataset(path, data_config.format, magnification=data_config.magnification)
+    if len(dataset) == 0:
+        raise DatasetError(path, "holds no samples to train on")
+    vocabulary = check_classes(data_config.classes, dataset[0].vocabulary, str(path))
+    return CropDataset(
+        dataset,
+        crop_size=data_config.crop_size,
+        tokenize=tokenize,
+        vocabulary=vocabulary,
+        tissue=data_config.tissue,
+        prompt_style=data_config.prompt_style,
+        staining=staining_of(data_config.format),
+        seed=seed,
+        augment=data_config.augment,
+        where=str(path),
+    )
+
+
+def peek_vocabulary(data_config) -> Vocabulary:
+    """The vocabulary training on ``data_config`` will use, read from its first sample and checked."""
+    from ..data.registry import open_dataset
+
+    path = _data_path(data_config)
+    dataset = open_dataset(path, data_config.format, magnification=None)
+    if len(dataset) == 0:
+        raise DatasetError(path, "holds no samples to train on")
+    return check_classes(data_config.classes, dataset[0].vocabulary, str(path))
+
+
+def _data_path(data_config):
+    if not data_config.path:
+        raise ConfigError("data.path: no training data given; set it to a dataset folder")
+    return data_config.path

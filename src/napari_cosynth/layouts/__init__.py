@@ -1,0 +1,1 @@
+"""Where point layouts come from when the user gives none: real tables, perturbed ones, point processes."""
