@@ -1,0 +1,75 @@
+"""The widget's controls, by their stable names (``docs/napari.md`` documents each).
+
+Kept apart from the behaviour in :mod:`.widget` so the names, defaults and ranges that scripts and
+tests rely on are listed in one place.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    TextEdit,
+)
+
+from ..engine.device import DEVICE_CHOICES
+from .models import DEFAULT_MODEL
+
+REPLACE, ADD = "replace previous run", "add new layers"
+RANDOM_SEED = "random"
+
+
+def _info(name: str) -> Label:
+    """A read-only line of the widget's state, shown without a caption."""
+    label = Label(name=name)
+    label.label = ""  # set after construction: the constructor treats "" as "caption from name"
+    return label
+
+
+def build_controls(points_choices) -> Container:
+    """All controls in display order; ``*_info`` and ``status`` labels show what the widget knows.
+
+    Parameters
+    ----------
+    points_choices : callable
+        Returns the (name, layer) choices of ``points_layer``.
+    """
+    prompt = TextEdit(name="prompt")
+    prompt.native.setMaximumHeight(70)
+    return Container(widgets=[
+        ComboBox(name="points_layer", label="layout", choices=points_choices),
+        PushButton(name="new_points_layer", text="new points layer"),
+        ComboBox(name="point_class", label="class", choices=[]),
+        _info("layout_info"),
+        ComboBox(name="tissue", choices=[]),
+        prompt,
+        _info("prompt_info"),
+        FileEdit(name="model", mode="d", value=DEFAULT_MODEL),
+        _info("model_info"),
+        ComboBox(name="device", choices=list(DEVICE_CHOICES), value="auto"),
+        _info("device_info"),
+        ComboBox(name="sampler", choices=["fast", "reference"], value="fast"),
+        SpinBox(name="steps", value=50, min=1, max=1000),
+        FloatSpinBox(name="guidance", value=2.0, min=1.0, max=20.0, step=0.5),
+        LineEdit(name="seed", value=RANDOM_SEED),
+        _info("seed_info"),
+        SpinBox(name="height", value=128, min=8, max=4096, step=8),
+        SpinBox(name="width", value=128, min=8, max=4096, step=8),
+        ComboBox(name="new_run", label="new run", choices=[REPLACE, ADD], value=REPLACE),
+        PushButton(name="generate", text="generate"),
+        PushButton(name="cancel", text="cancel", enabled=False),
+        _info("status"),
+        PushButton(name="recompute_instances", text="recompute instances"),
+        PushButton(name="resynthesize", text="re-synthesise image from labels"),
+        FileEdit(name="export_dir", label="export to", mode="d", value=""),
+        CheckBox(name="hovernet", text="also HoVer-Net .npy", value=False),
+        PushButton(name="export", text="export pair"),
+        _info("export_info"),
+    ])

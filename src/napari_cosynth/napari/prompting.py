@@ -1,0 +1,67 @@
+"""The prompt box: filled from the layout's classes and the tissue until the user writes their own.
+
+The text stays editable. Once the user changes it, the widget stops refilling it (clearing it hands it
+back); its token count is shown, and a prompt longer than the text encoder's context is flagged
+before a run is started (the engine refuses such a prompt rather than cutting it).
+"""
+
+from __future__ import annotations
+
+from ..prompts import prompt_for_points
+
+
+class PromptBox:
+    """Behaviour of the ``prompt`` TextEdit and its ``prompt_info`` label."""
+
+    def __init__(self, text_edit, info_label):
+        self.edit = text_edit
+        self.info = info_label
+        self.auto = ""  # the last text the widget filled in
+        self._setting = False
+        # magicgui's TextEdit never emits `changed` (QTextEdit.textChanged carries no value).
+        self.edit.native.textChanged.connect(self._on_text_changed)
+        self.refill = lambda: None  # set by the widget: fills the box from the current layout
+        self.context_length = None  # set once a model is loaded
+
+    @property
+    def user_written(self) -> bool:
+        return bool(self.edit.value.strip()) and self.edit.value != self.auto
+
+    def text(self) -> str | None:
+        """The prompt to send (None: let the engine build one)."""
+        return self.edit.value.strip() or None
+
+    def fill(self, points, vocabulary, tissue: str, style: str, staining: str) -> None:
+        """Write the prompt for ``points`` unless the user wrote one."""
+        if not self.user_written:
+            # A fixed shuffle seed keeps the text still while the user clicks (the class order of
+            # the paper's prompt carries nothing the model was trained to read).
+            self.auto = prompt_for_points(points, vocabulary, tissue or "unknown", style=style,
+                                          staining=staining, rng=0)
+            self._setting = True
+            try:
+                self.edit.value = self.auto
+            finally:
+                self._setting = False
+        self.check()
+
+    def check(self) -> None:
+        """Show the token count; flag a prompt longer than the text encoder's context."""
+        if self.context_length is None:
+            return
+        from ..engine.text import count_tokens
+
+        n, limit = count_tokens(self.edit.value), self.context_length
+        if n > limit:
+            self.info.value = f"TOO LONG: {n} tokens, the text encoder takes {limit}; shorten it"
+        else:
+            mine = "; written by you (clear it to refill)" if self.user_written else ""
+            self.info.value = f"{n}/{limit} tokens{mine}"
+
+    def _on_text_changed(self) -> None:
+        if self._setting:
+            return
+        if not self.edit.value.strip():
+            self.auto = ""
+            self.refill()
+        self.check()

@@ -1,0 +1,230 @@
+"""The CoSynth dock widget driven as a user drives it, with a tiny random-weight model.
+
+Run under Xvfb (napari's canvas needs OpenGL): ``xvfb-run -a python -m pytest tests/test_napari_*.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_cosynth.data.folder import list_pairs, read_sample
+from napari_cosynth.labels.distance import distance_map
+from napari_cosynth.labels.instances import instances_from_maps
+from napari_cosynth.vocabularies import CONSEP
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widget shows as napari error notifications."""
+    from napari.utils import notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", shown.append)
+    return shown
+
+
+def open_widget(make_napari_viewer, qtbot, checkpoint):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cosynth", "CoSynth")
+    widget.model.value = str(checkpoint)
+    qtbot.waitUntil(lambda: widget.loaded is not None, timeout=WAIT_MS)
+    return viewer, widget
+
+
+def draw_layout(widget, points_by_class):
+    widget.new_points_layer.native.click()
+    layer = widget.points_layer.value
+    for name, coords in points_by_class.items():
+        widget.point_class.value = name
+        layer.add(np.asarray(coords, dtype=float))
+    return layer
+
+
+def click_and_wait(qtbot, widget, button):
+    getattr(widget, button).native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+
+def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, errors):
+    viewer, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
+    assert widget.point_class.choices == CONSEP.nucleus_classes
+    assert widget.tissue.value == "colon"
+
+    layer = draw_layout(widget, {"epithelial": [[8, 8], [8, 20]], "inflammatory": [[24, 12]]})
+    # each click took the class picked in the widget; the column lists every class of the model
+    assert list(layer.features["class"]) == ["epithelial", "epithelial", "inflammatory"]
+    assert list(layer.features["class"].cat.categories) == list(CONSEP.nucleus_classes)
+    assert layer.feature_defaults["class"][0] == "inflammatory"
+    assert "epithelial" in widget.prompt.value and "inflammatory" in widget.prompt.value
+    assert "colon" in widget.prompt.value
+
+    viewer.add_image(np.zeros((40, 36)), name="reference")  # a reference image sets the canvas
+    assert (widget.height.value, widget.width.value) == (40, 36)
+    viewer.layers.remove("reference")
+    widget.height.value = widget.width.value = 32
+    widget.steps.value = 4
+    widget.seed.value = "7"
+    click_and_wait(qtbot, widget, "generate")
+    assert errors == []
+    names = [layer.name for layer in viewer.layers]
+    assert names[-4:] == ["cosynth 1 image", "cosynth 1 semantic", "cosynth 1 distance",
+                          "cosynth 1 instances"]
+    assert not any(n.endswith("preview") for n in names)
+    image, semantic, distance, instances = viewer.layers[-4:]
+    assert image.rgb and image.data.shape == (32, 32, 3) and image.data.dtype == np.uint8
+    assert semantic.data.shape == (32, 32) and semantic.data.dtype == np.uint8
+    assert list(semantic.features["class"]) == list(CONSEP.names)
+    assert distance.data.dtype == np.float32 and 0 <= distance.data.min() <= distance.data.max() <= 1
+    assert instances.data.dtype == np.int32
+    n = int(instances.data.max())
+    assert list(instances.features["index"]) == list(range(1, n + 1))
+    assert widget.seed_info.value == "seed used: 7"
+    assert widget.device_info.value == "auto: cpu"
+
+    # paint a nucleus of class 4 through napari's own tool API: it goes through undo history
+    before = semantic.data.copy()
+    semantic.brush_size = 5
+    semantic.paint((16, 16), 4)
+    assert (semantic.data != before).any()
+    semantic.undo()
+    np.testing.assert_array_equal(semantic.data, before)
+    semantic.paint((16, 16), 4)
+    run = widget.runs[-1]
+    assert run.edited == {"semantic"}
+
+    generated = instances.data.copy()
+    widget.recompute_instances.native.click()
+    expected, classes = instances_from_maps(semantic.data, distance.data)
+    np.testing.assert_array_equal(instances.data, expected)
+    assert list(instances.features["class_id"]) == list(classes)
+    assert run.edited == {"semantic"}  # the widget's own write is not a user edit
+    instances.undo()  # the recompute is one undoable edit
+    np.testing.assert_array_equal(instances.data, generated)
+    instances.redo()
+    np.testing.assert_array_equal(instances.data, expected)
+
+    old_image = image.data.copy()
+    edited_semantic = semantic.data.copy()
+    click_and_wait(qtbot, widget, "resynthesize")
+    assert errors == []
+    assert not np.array_equal(image.data, old_image)
+    np.testing.assert_array_equal(semantic.data, edited_semantic)
+    # the labels were edited, so the distance map now comes from the instances
+    np.testing.assert_allclose(distance.data, distance_map(instances.data), atol=1e-6)
+    assert widget.runs[-1].sample.provenance["resynthesized"] == "image"
+
+    widget.export_dir.value = str(tmp_path / "curated")
+    widget.export.native.click()
+    widget.export.native.click()  # a second export never overwrites the first
+    assert errors == []
+    pairs = list_pairs(tmp_path / "curated")
+    assert len(pairs) == 2 and widget.export_info.value.startswith("2 pair(s)")
+    pair = read_sample(pairs[0])
+    np.testing.assert_array_equal(pair.image, image.data)
+    np.testing.assert_array_equal(pair.semantic, semantic.data)
+    np.testing.assert_array_equal(pair.instances > 0, instances.data > 0)
+    assert pair.provenance["model_id"] == "tiny-test" and pair.provenance["version"]
+    assert pair.provenance["prompt"] and pair.provenance["edited"] == ["semantic"]
+    assert isinstance(pair.provenance["seed"], int)
+
+
+def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
+    from qtpy.QtCore import QElapsedTimer, QTimer
+
+    viewer, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
+    draw_layout(widget, {"spindle-shaped": [[10, 10], [20, 20]]})
+    widget.height.value = widget.width.value = 32
+    widget.steps.value = 3
+    click_and_wait(qtbot, widget, "generate")
+    first = {layer.name: layer for layer in viewer.layers}
+    data = {name: np.array(layer.data, copy=True) for name, layer in first.items()}
+
+    # cancel a long run half-way; measure the event loop's longest pause meanwhile
+    gaps, clock = [], QElapsedTimer()
+    clock.start()
+
+    def tick():
+        gaps.append(clock.restart())
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
+    assert widget.steps.max == 100  # the tiny model's T
+    widget.steps.value = 100
+    widget.generate.native.click()
+    # the first live preview comes after step 10 (ten previews per run)
+    qtbot.waitUntil(lambda: widget.last_step is not None and widget.last_step.step >= 10, timeout=WAIT_MS)
+    bar = widget.runner.task.bar  # napari's progress bar advances once per denoising step
+    assert bar.total == 100 and 10 <= bar.n < 100
+    assert viewer.layers[-1].name == "cosynth 2 preview"  # the live preview
+    widget.cancel.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    timer.stop()
+    assert widget.last_step.step < 100
+    assert "cancelled" in widget.status.value
+    assert [layer.name for layer in viewer.layers] == list(first)  # preview gone, nothing added
+    for name, layer in first.items():
+        assert viewer.layers[name] is layer
+        np.testing.assert_array_equal(layer.data, data[name])
+    assert max(gaps[1:]) < 1000, f"the viewer froze for {max(gaps)} ms"
+    assert widget.generate.enabled and errors == []
+
+    # a new run replaces the previous one's layers, but asks first when they were edited
+    widget.steps.value = 3
+    semantic = viewer.layers["cosynth 1 semantic"]
+    semantic.paint((5, 5), 2)
+    asked = []
+    widget.confirm = lambda question: asked.append(question) or False
+    click_and_wait(qtbot, widget, "generate")
+    assert len(asked) == 1 and "cosynth 1" in asked[0]
+    assert viewer.layers["cosynth 1 semantic"] is semantic  # kept: the user said no
+    assert "cosynth 2 image" in viewer.layers
+    widget.confirm = lambda question: asked.append(question) or True
+    index = viewer.layers.index(viewer.layers["cosynth 2 image"])
+    click_and_wait(qtbot, widget, "generate")
+    assert len(asked) == 1  # cosynth 2 was not edited: replaced without asking
+    assert "cosynth 2 image" not in viewer.layers
+    assert viewer.layers.index(viewer.layers["cosynth 3 image"]) == index
+    assert errors == []
+
+
+def test_errors_are_notifications(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, errors):
+    _, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
+    widget.generate.native.click()
+    assert "no points layer" in errors[-1]
+
+    layer = draw_layout(widget, {})
+    widget.generate.native.click()
+    assert "is empty" in errors[-1]
+
+    widget.point_class.value = "other"
+    layer.add([[40, 40]])
+    widget.height.value = widget.width.value = 32
+    assert "1 outside the 32x32 canvas" in widget.layout_info.value
+    widget.generate.native.click()
+    assert "outside the 32x32 canvas" in errors[-1]
+
+    widget.prompt.value = "nuclei " * 80
+    assert widget.prompt_info.value.startswith("TOO LONG")
+    layer.data = np.array([[10.0, 10.0]])
+    widget.generate.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert "tokens" in errors[-1] and "at most 77" in errors[-1]
+    widget.prompt.value = ""  # cleared: filled again from the layout
+    assert widget.prompt.value.startswith("high quality histopathology colon")
+
+    widget.export.native.click()
+    assert "choose a folder" in errors[-1]
+
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x04not really a pickle")
+    widget.model.value = str(tmp_path / "weights.pt")
+    qtbot.waitUntil(lambda: "never unpickles" in (errors[-1] if errors else ""), timeout=WAIT_MS)
+    assert widget.loaded is None and widget.model_info.value == "no model loaded"
+    assert widget.generate.enabled  # still usable
