@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 
 from napari_cosynth.data.folder import list_pairs, read_sample
 from napari_cosynth.labels.distance import distance_map
-from napari_cosynth.labels.instances import instances_from_maps
+from napari_cosynth.labels.instances import SeparationParams, instances_from_maps
 from napari_cosynth.vocabularies import CONSEP
 
 pytestmark = pytest.mark.gui
@@ -101,7 +101,7 @@ def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_check
 
     generated = instances.data.copy()
     widget.recompute_instances.native.click()
-    expected, classes = instances_from_maps(semantic.data, distance.data)
+    expected, classes = instances_from_maps(semantic.data, distance.data, SeparationParams.for_magnification(20.0))
     np.testing.assert_array_equal(instances.data, expected)
     assert list(instances.features["class_id"]) == list(classes)
     assert run.edited == {"semantic"}  # the widget's own write is not a user edit
