@@ -12,7 +12,12 @@ import torch
 from napari_cosynth import __version__
 from napari_cosynth.engine import checkpoint as ckpt
 from napari_cosynth.engine.checkpoint import load_model, resolve_model, save_model
-from napari_cosynth.engine.config import CosynthConfig, DataConfig, ModelConfig, TextConfig
+from napari_cosynth.engine.config import (
+    CosynthConfig,
+    DataConfig,
+    ModelConfig,
+    TextConfig,
+)
 from napari_cosynth.engine.model import CoSynNet
 from napari_cosynth.errors import CheckpointError
 

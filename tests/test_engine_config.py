@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from napari_cosynth.engine.config import (
-    CosynthConfig, DataConfig, DiffusionConfig, LossWeights, ModelConfig, TextConfig, TrainConfig,
+    CosynthConfig,
+    DataConfig,
+    DiffusionConfig,
+    LossWeights,
+    ModelConfig,
+    TextConfig,
+    TrainConfig,
 )
 from napari_cosynth.errors import ConfigError
 

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from napari_cosynth.engine.config import ModelConfig, TextConfig
-from napari_cosynth.engine.model import CoSynNet, Conditions
-from napari_cosynth.engine.text import PromptTooLongError, TextEncoder, count_tokens, tokenize
+from napari_cosynth.engine.model import Conditions, CoSynNet
+from napari_cosynth.engine.text import (
+    PromptTooLongError,
+    TextEncoder,
+    count_tokens,
+    tokenize,
+)
 from napari_cosynth.errors import ConfigError, CosynthError
 
 K = 5
@@ -228,3 +233,20 @@ def test_open_clip_config_errors_are_clear(tmp_path):
     folder, _ = _tiny_open_clip_dir(tmp_path)
     with pytest.raises(ConfigError, match="context of 77 tokens"):
         TextEncoder(TextConfig(kind="open_clip", open_clip_model=f"local-dir:{folder}", context_length=64))
+
+
+def test_built_in_open_clip_model_with_a_local_weights_file(tmp_path):
+    # The smallest built-in CLIP-tokenizer model builds in well under a second; its weights are
+    # written in float16 to keep the file small (open_clip casts them back on loading).
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(4)
+    clip = open_clip.create_model("ViT-S-32-alt").half().float().eval()
+    weights = tmp_path / "clip.safetensors"
+    save_file({k: v.half().contiguous() for k, v in clip.state_dict().items()}, str(weights))
+    enc = TextEncoder(TextConfig(kind="open_clip", open_clip_model="ViT-S-32-alt", pretrained=str(weights)))
+    assert enc.frozen and enc.architecture["open_clip_model"] == "ViT-S-32-alt"
+    tokens = enc.tokenize(["high quality histopathology colon tissue image"])
+    with torch.no_grad():
+        torch.testing.assert_close(enc(tokens)[1], clip.encode_text(tokens))

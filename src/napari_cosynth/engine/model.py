@@ -125,8 +125,11 @@ class CoSynNet(nn.Module):
     Attributes
     ----------
     n_classes : int
+        K.
     text : TextEncoder
+        The text tower; ``model.text.tokenize(prompts)`` gives the tokens ``encode_conditions`` takes.
     config : ModelConfig
+    text_config : TextConfig
     """
 
     def __init__(

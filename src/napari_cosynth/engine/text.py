@@ -106,7 +106,7 @@ def _open_clip_model_cfg(name: str) -> dict:
         try:
             cfg_file = download_pretrained_from_hf(name[len("hf-hub:"):], filename="open_clip_config.json")
             return json.loads(Path(cfg_file).read_text(encoding="utf-8"))["model_cfg"]
-        except Exception as e:  # network, missing repo, bad JSON: all one message for the user
+        except (OSError, RuntimeError, ValueError, KeyError) as e:  # network, missing repo, bad JSON
             raise ConfigError(f"text.open_clip_model: cannot fetch the config of {name} ({e})") from None
     cfg = open_clip.get_model_config(name)
     if cfg is None:
@@ -171,7 +171,7 @@ def _load_pretrained(tower: nn.Module, config: TextConfig) -> None:
         raise ConfigError(f"text.pretrained: weights file {pretrained} not found")
     try:
         full = open_clip.create_model(name, pretrained=pretrained, device="cpu", require_pretrained=True)
-    except Exception as e:  # open_clip raises RuntimeError/ValueError/FileNotFoundError alike
+    except (OSError, RuntimeError, ValueError, KeyError) as e:  # open_clip uses all of these
         raise ConfigError(
             f"text.pretrained: cannot load open_clip weights for {name}"
             f"{' from ' + pretrained if pretrained else ''} ({e})"
