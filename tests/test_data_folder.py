@@ -5,7 +5,13 @@ import pytest
 import tifffile
 from data_fixtures import consep_sample, points_sample, truncate
 
-from napari_cosynth.data import count_pairs, open_dataset, read_dataset, read_sample, write_sample
+from napari_cosynth.data import (
+    count_pairs,
+    open_dataset,
+    read_dataset,
+    read_sample,
+    write_sample,
+)
 from napari_cosynth.data.folder import FORMAT_VERSION
 from napari_cosynth.errors import DatasetError
 

@@ -3,7 +3,13 @@ import types
 
 import numpy as np
 import pytest
-from data_fixtures import truncate, write_consep, write_endonuke, write_lizard, write_pannuke
+from data_fixtures import (
+    truncate,
+    write_consep,
+    write_endonuke,
+    write_lizard,
+    write_pannuke,
+)
 
 from napari_cosynth.data import (
     FORMATS,

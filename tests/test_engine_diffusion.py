@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from model_fixtures import small_cosynnet
 from torch import nn
 
 from napari_cosynth.engine.categorical import (
@@ -431,23 +432,7 @@ def test_labels_outside_the_vocabulary_are_refused():
 
 @pytest.fixture(scope="module")
 def real_model():
-    from napari_cosynth.engine.config import ModelConfig, TextConfig
-    from napari_cosynth.engine.model import CoSynNet
-
-    torch.manual_seed(0)
-    model_cfg = ModelConfig(
-        base_channels=8,
-        channel_mult=(1, 2),
-        attention_levels=(1,),
-        attention_head_dim=8,
-        label_embed_dim=4,
-        point_embed_dim=4,
-        point_channels=4,
-        point_blocks=1,
-        norm_num_groups=4,
-    )
-    text_cfg = TextConfig(kind="small", context_length=16, width=16, layers=1, heads=2, output_dim=16)
-    return CoSynNet(model_cfg, text_cfg, 4)
+    return small_cosynnet(n_classes=4)
 
 
 def test_training_losses_with_cosynnet(real_model):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from model_fixtures import small_cosynnet
 from torch import nn
 
 from napari_cosynth.engine.model import Conditions, ModelOutput
@@ -409,23 +410,7 @@ def test_schedule_from_a_config_and_default():
 
 @pytest.fixture(scope="module")
 def real_model():
-    from napari_cosynth.engine.config import ModelConfig, TextConfig
-    from napari_cosynth.engine.model import CoSynNet
-
-    torch.manual_seed(0)
-    model_cfg = ModelConfig(
-        base_channels=8,
-        channel_mult=(1, 2),
-        attention_levels=(1,),
-        attention_head_dim=8,
-        label_embed_dim=4,
-        point_embed_dim=4,
-        point_channels=4,
-        point_blocks=1,
-        norm_num_groups=4,
-    )
-    text_cfg = TextConfig(kind="small", context_length=16, width=16, layers=1, heads=2, output_dim=16)
-    return CoSynNet(model_cfg, text_cfg, K).eval()
+    return small_cosynnet(n_classes=K).eval()
 
 
 def test_fast_sampler_with_cosynnet(real_model, schedule):

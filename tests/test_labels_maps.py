@@ -8,6 +8,7 @@ import pytest
 from scipy import io as sio
 from scipy import ndimage as ndi
 
+from napari_cosynth.errors import CosynthError
 from napari_cosynth.labels.distance import distance_map
 from napari_cosynth.labels.points import centroid_table, point_map, points_from_map
 from napari_cosynth.labels.semantic import semantic_map
@@ -94,7 +95,7 @@ def test_point_map_holds_class_at_rounded_centroid_and_round_trips():
 @pytest.mark.parametrize("xy", [[-1.0, 2.0], [2.0, 7.6], [9.0, 0.0]])
 def test_point_map_raises_on_points_outside_the_canvas(xy):
     table = PointTable([[1.0, 1.0], xy], [1, 2])
-    with pytest.raises(ValueError, match="outside the 8x9 canvas"):
+    with pytest.raises(CosynthError, match="outside the 8x9 canvas"):
         point_map(table, (8, 9))
 
 

@@ -14,7 +14,11 @@ from napari_cosynth.data.folder import count_pairs, read_sample, write_sample
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.napari import sample_data
 from napari_cosynth.napari.export import export_pair
-from napari_cosynth.napari.layers import sample_from_maps, sample_to_layers, vote_classes
+from napari_cosynth.napari.layers import (
+    sample_from_maps,
+    sample_to_layers,
+    vote_classes,
+)
 from napari_cosynth.napari.points import points_from_layer, points_layer_data
 from napari_cosynth.napari.reader import get_reader
 from napari_cosynth.napari.worker import describe_error

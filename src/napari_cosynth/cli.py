@@ -114,10 +114,10 @@ def cmd_evaluate_separation(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import os
+
     from .engine.config import CosynthConfig
     from .engine.train import train
-
-    import os
 
     config = CosynthConfig.from_yaml(args.config)
     # Under torchrun every rank runs this; only rank 0 reports.

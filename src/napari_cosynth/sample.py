@@ -94,6 +94,18 @@ class PointTable:
         x, y = self.xy[:, 0], self.xy[:, 1]
         return (x < 0) | (y < 0) | (np.round(x) > w - 1) | (np.round(y) > h - 1)
 
+    def require_on_canvas(self, shape: tuple[int, int], where: str = "points") -> None:
+        """Raise a CosynthError naming how many points lie off an (H, W) canvas, and the first."""
+        out = self.outside(shape)
+        if out.any():
+            from .errors import CosynthError
+
+            x, y = self.xy[np.flatnonzero(out)[0]]
+            raise CosynthError(
+                f"{where}: {int(out.sum())} of {len(self)} point(s) lie outside the {shape[0]}x{shape[1]} "
+                f"canvas (first at x={x:.1f}, y={y:.1f}); move them onto the canvas or enlarge it"
+            )
+
     def counts(self, vocabulary: Vocabulary) -> dict[str, int]:
         return {
             name: int((self.classes == i).sum())

@@ -5,7 +5,13 @@ layouts each one expects and what it does with their quirks.
 """
 
 from .folder import count_pairs, read_sample, write_sample
-from .registry import FORMATS, UnknownFormatError, count_samples, open_dataset, read_dataset
+from .registry import (
+    FORMATS,
+    UnknownFormatError,
+    count_samples,
+    open_dataset,
+    read_dataset,
+)
 from .stats import dataset_stats
 
 __all__ = [

@@ -32,7 +32,15 @@ import numpy as np
 from ..errors import DatasetError
 from ..sample import PointTable
 from ..vocabularies import ENDONUKE
-from .base import IMAGE_SUFFIXES, LazyDataset, child_dir, make_sample, read_image, require_dir, visible
+from .base import (
+    IMAGE_SUFFIXES,
+    LazyDataset,
+    child_dir,
+    make_sample,
+    read_image,
+    require_dir,
+    visible,
+)
 
 TISSUE = "endometrium"
 DEFAULT_MAGNIFICATION = 40.0

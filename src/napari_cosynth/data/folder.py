@@ -29,7 +29,14 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import DatasetError
 from ..sample import Sample, Vocabulary
-from .base import LazyDataset, label_matrix, make_sample, read_image, require_dir, visible
+from .base import (
+    LazyDataset,
+    label_matrix,
+    make_sample,
+    read_image,
+    require_dir,
+    visible,
+)
 from .points_csv import points_to_csv, read_points_csv
 
 FORMAT = "napari-cosynth pair"

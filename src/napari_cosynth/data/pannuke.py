@@ -23,7 +23,14 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..vocabularies import PANNUKE
-from .base import LazyDataset, integer_array, make_sample, require_dir, sequential_instances, visible
+from .base import (
+    LazyDataset,
+    integer_array,
+    make_sample,
+    require_dir,
+    sequential_instances,
+    visible,
+)
 
 MAGNIFICATION = 40.0
 FOLD_FILES = ("images.npy", "masks.npy", "types.npy")

@@ -95,14 +95,7 @@ def _as_device(device) -> torch.device:
 
 def check_points(points: PointTable, shape: tuple[int, int], vocabulary: Vocabulary, where: str = "points"):
     """Raise a CosynthError if a point lies off the ``shape`` canvas or has an unknown class id."""
-    h, w = shape
-    out = points.outside(shape)
-    if out.any():
-        x, y = points.xy[np.flatnonzero(out)[0]]
-        raise CosynthError(
-            f"{where}: {int(out.sum())} of {len(points)} point(s) lie outside the {h}x{w} canvas "
-            f"(first at x={x:.1f}, y={y:.1f}); move them onto the canvas or enlarge it"
-        )
+    points.require_on_canvas(shape, where)
     if len(points):
         try:
             vocabulary.check_ids(points.classes, where)

@@ -40,7 +40,13 @@ import torch
 from .. import __version__
 from ..atomic import atomic_path, write_text
 from ..errors import CheckpointError, ConfigError, CosynthError
-from .data import CropDataset, StepBatchSampler, open_training_data, peek_vocabulary, staining_of
+from .data import (
+    CropDataset,
+    StepBatchSampler,
+    open_training_data,
+    peek_vocabulary,
+    staining_of,
+)
 from .distributed import (
     DistributedContext,
     barrier,

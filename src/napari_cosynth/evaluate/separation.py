@@ -11,7 +11,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..labels.instances import SeparationParams, connected_components, instances_from_maps
+from ..labels.instances import (
+    SeparationParams,
+    connected_components,
+    instances_from_maps,
+)
 from ..metrics.instance import instance_scores
 
 ROW_METRICS = ("object_dice_glas", "object_dice", "aji", "pq", "dq", "sq")

@@ -52,13 +52,7 @@ def point_map(points: PointTable, shape: tuple[int, int]) -> np.ndarray:
     table. Points outside the canvas are an error, not silently dropped.
     """
     h, w = shape
-    out = points.outside(shape)
-    if out.any():
-        x, y = points.xy[np.flatnonzero(out)[0]]
-        raise ValueError(
-            f"{int(out.sum())} point(s) lie outside the {h}x{w} canvas (first at x={x:.1f}, "
-            f"y={y:.1f}); crop or move them, or enlarge the canvas"
-        )
+    points.require_on_canvas(shape)
     if len(points) and (points.classes.min() < 1 or points.classes.max() > 255):
         # Class 0 would vanish into the background and > 255 would wrap in uint8.
         raise ValueError(

@@ -6,7 +6,15 @@ numpy/scipy only. Definitions, sources and edge cases: docs/metrics.md.
 from .compare import compare_folders
 from .detection import DetectionCounts, pair_centroids, radius_for
 from .distribution import class_proportions, frechet_distance, fsd
-from .instance import aji, aji_plus, dice, instance_scores, object_dice, object_dice_glas, pq
+from .instance import (
+    aji,
+    aji_plus,
+    dice,
+    instance_scores,
+    object_dice,
+    object_dice_glas,
+    pq,
+)
 
 __all__ = [
     "DetectionCounts",

@@ -18,7 +18,14 @@ import numpy as np
 
 from ..errors import CosynthError
 from ..sample import Sample
-from .layers import ROLES, instance_features, layer_meta, role_of, sample_from_maps, sample_to_layers
+from .layers import (
+    ROLES,
+    instance_features,
+    layer_meta,
+    role_of,
+    sample_from_maps,
+    sample_to_layers,
+)
 
 
 @dataclass

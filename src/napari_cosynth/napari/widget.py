@@ -21,7 +21,12 @@ from .controls import RANDOM_SEED, REPLACE, build_controls
 from .export import export_pair
 from .layers import role_of
 from .models import DEFAULT_MODEL, LoadedModel, ModelCache, model_path
-from .points import describe_layout, points_from_layer, points_layer_kwargs, set_default_class
+from .points import (
+    describe_layout,
+    points_from_layer,
+    points_layer_kwargs,
+    set_default_class,
+)
 from .prompting import PromptBox
 from .runs import (
     Run,
