@@ -7,6 +7,8 @@ import pytest
 
 from napari_cosynth.cli import build_parser, main
 
+TINY_CONFIG = __import__("pathlib").Path(__file__).parents[1] / "configs" / "tiny-cpu.yaml"
+
 
 def _subcommand_paths(parser, prefix=()):
     import argparse
@@ -42,3 +44,12 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     assert code == 2
     assert err.startswith("cosynth: error:") and "missing" in err
     assert "Traceback" not in err
+
+
+def test_train_refuses_a_misspelt_override_before_training(tmp_path, capsys):
+    code = main(["train", "--config", str(TINY_CONFIG), "--out", str(tmp_path / "run"),
+                 "--set", "train.stpes=3"])
+    assert code == 2
+    assert "train.stpes" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    code = main(["train", "--config", str(TINY_CONFIG), "--out", str(tmp_path / "run"), "--set", "oops"])
+    assert code == 2 and "KEY=VALUE" in capsys.readouterr().err

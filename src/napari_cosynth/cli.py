@@ -120,6 +120,8 @@ def cmd_train(args) -> int:
     from .engine.train import train
 
     config = CosynthConfig.from_yaml(args.config)
+    if args.set:
+        config = config.with_overrides(_parse_overrides(args.set))
     # Under torchrun every rank runs this; only rank 0 reports.
     main_rank = os.environ.get("RANK", "0") == "0"
     run = train(config, args.out, resume=args.resume, steps=args.steps, device=args.device)
@@ -127,6 +129,19 @@ def cmd_train(args) -> int:
     if main_rank:
         print(f"checkpoints in {Path(args.out) / 'checkpoints'}")
     return 0
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    """``["data.path=/x", "train.steps=10"]`` -> dotted keys with YAML-typed values."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CosynthError(f"--set {item!r}: write KEY=VALUE, e.g. --set data.path=/data/consep/train")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
 
 
 def cmd_generate(args) -> int:
@@ -183,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (torchrun sets ranks)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config key, e.g. --set data.path=/data/consep/train (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
