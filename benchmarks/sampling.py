@@ -77,7 +77,9 @@ def _one_sampling(args) -> dict:
     mag = float(meta.get("magnification") or 20.0)
     points = layout_like_training_data(meta.get("training_data"), vocabulary, (size, size), mag, rng=0)
     steps = args.steps if args.kind == "fast" else None
-    run_to_end(generate(model, meta, points, (32, 32) if size >= 32 else (size, size), sampler="fast",
+    from napari_cosynth.sample import PointTable
+
+    run_to_end(generate(model, meta, PointTable.empty(), (32, 32), sampler="fast",
                         steps=2, guidance=args.guidance, seed=0, device=args.device))
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
