@@ -12,13 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_bulk, cli_evaluate, cli_layouts, cli_segmenter
 from .errors import CosynthError
 
 FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
 
 
-def _print(result, as_json: bool) -> None:
+def print_result(result, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2, default=_json_default))
     else:
@@ -44,7 +44,7 @@ def _print_table(result, indent: int = 0) -> None:
             print(" " * indent + f"{key}: {value}")
 
 
-def _drive(generator, desc: str, quiet: bool = False):
+def drive_with_progress(generator, desc: str, quiet: bool = False):
     """Run a core generator to its end with a tqdm bar; return its return value."""
     from tqdm import tqdm
 
@@ -88,28 +88,28 @@ def cmd_info(args) -> int:
         "napari": ver("napari"),
         "device": str(resolve_device("auto")),
     }
-    _print(info, args.json)
+    print_result(info, args.json)
     return 0
 
 
 def cmd_dataset_stats(args) -> int:
     from .data.stats import dataset_stats
 
-    _print(dataset_stats(args.path, args.format, magnification=args.mag), args.json)
+    print_result(dataset_stats(args.path, args.format, magnification=args.mag), args.json)
     return 0
 
 
 def cmd_metrics(args) -> int:
     from .metrics.compare import compare_folders
 
-    _print(compare_folders(args.true_dir, args.pred_dir), args.json)
+    print_result(compare_folders(args.true_dir, args.pred_dir), args.json)
     return 0
 
 
 def cmd_evaluate_separation(args) -> int:
     from .evaluate.separation import separation_report
 
-    _print(separation_report(args.path, args.format, magnification=args.mag), args.json)
+    print_result(separation_report(args.path, args.format, magnification=args.mag), args.json)
     return 0
 
 
@@ -125,7 +125,7 @@ def cmd_train(args) -> int:
     # Under torchrun every rank runs this; only rank 0 reports.
     main_rank = os.environ.get("RANK", "0") == "0"
     run = train(config, args.out, resume=args.resume, steps=args.steps, device=args.device)
-    _drive(run, "training", quiet=args.quiet or not main_rank)
+    drive_with_progress(run, "training", quiet=args.quiet or not main_rank)
     if main_rank:
         print(f"checkpoints in {Path(args.out) / 'checkpoints'}")
     return 0
@@ -147,7 +147,7 @@ def _parse_overrides(items: list[str]) -> dict:
 def cmd_generate(args) -> int:
     from .cli_generate import run_generate
 
-    return run_generate(args, _drive)
+    return run_generate(args, drive_with_progress)
 
 
 # ---------------------------------------------------------------- parser
@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mag", type=float, default=None, help="resample to this magnification first")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_evaluate_separation)
+    cli_evaluate.register(esub)
+    cli_segmenter.register_alignment(esub)
+    cli_segmenter.register(sub)
+    cli_layouts.register(sub)
+    cli_bulk.register(sub)
 
     p = sub.add_parser("train", help="train a joint diffusion model from a YAML config")
     p.add_argument("--config", required=True, help="YAML config (see configs/)")
