@@ -1,0 +1,38 @@
+"""Copy a training checkpoint into the package as a bundled model, with float16 weights.
+
+    python scripts/bundle_model.py runs/default/checkpoints/step-0004000 --name default
+
+The bundled model is what `--model default` and the napari widget load offline. float16 storage
+halves the file (the bundled model must stay under 25 MB); weights are cast back to float32 on load.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_cosynth.engine.checkpoint import load_model, save_model
+from napari_cosynth.engine.config import CosynthConfig
+
+PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "src" / "napari_cosynth" / "models"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a checkpoint folder written by cosynth train")
+    parser.add_argument("--name", default="default")
+    parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    args = parser.parse_args()
+    model, meta = load_model(args.checkpoint)
+    config = CosynthConfig.from_dict(meta["config"])
+    keep = ("classes", "tissues", "training_data", "step")
+    extra = {k: meta[k] for k in keep if k in meta}
+    extra["model_id"] = f"{args.name}-step{meta.get('step')}"
+    extra["source_checkpoint"] = Path(args.checkpoint).name
+    out = save_model(PACKAGE_MODELS / args.name, model, config, extra, weights_dtype=args.dtype)
+    size = (out / "model.safetensors").stat().st_size / 1e6
+    print(f"{out}: {size:.1f} MB, model id {extra['model_id']}")
+
+
+if __name__ == "__main__":
+    main()
