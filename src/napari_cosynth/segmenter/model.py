@@ -1,0 +1,161 @@
+"""The nuclei segmentation + classification network and its files on disk.
+
+A U-Net from segmentation-models-pytorch (a maintained implementation; nothing here is a hand-written
+architecture) with ``K + 1`` output channels: ``K`` class logits (background + nucleus classes) and one
+distance channel squashed by a sigmoid into [0, 1], the range of the toolkit's normalised distance map
+(:func:`napari_cosynth.labels.distance.distance_map`). Sharing one decoder for both heads halves the
+cost on a CPU; the two heads differ only in their last 1x1 convolution.
+
+A saved segmenter is a folder with ``model.safetensors`` (weights only, loaded without pickle) and
+``segmenter.json`` (the config, class vocabulary and magnification needed to rebuild and apply it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_path, write_text
+from ..errors import CheckpointError
+from ..sample import Vocabulary
+from .config import SegmenterConfig
+
+WEIGHTS = "model.safetensors"
+META = "segmenter.json"
+FORMAT = "napari-cosynth/segmenter"
+FORMAT_VERSION = 1
+
+
+class SegmenterNet(torch.nn.Module):
+    """U-Net with a class head (``n_classes`` logits) and a distance head (1 channel in [0, 1]).
+
+    Parameters
+    ----------
+    config : SegmenterConfig
+        Encoder name, depth and decoder widths.
+    n_classes : int
+        K, the number of classes including background.
+    """
+
+    def __init__(self, config: SegmenterConfig, n_classes: int):
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        self.config = config
+        self.n_classes = int(n_classes)
+        try:
+            self.unet = smp.Unet(
+                encoder_name=config.encoder,
+                encoder_weights=None,  # never download: the network is trained from scratch
+                encoder_depth=config.encoder_depth,
+                decoder_channels=tuple(config.decoder_channels),
+                in_channels=3,
+                classes=self.n_classes + 1,
+            )
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"segmentation-models-pytorch cannot build encoder {config.encoder!r} at depth "
+                f"{config.encoder_depth} ({exc}); choose e.g. resnet18, resnet34 or tu-resnet10t"
+            ) from None
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` (B, 3, H, W) float in [0, 1], sides multiples of ``config.size_multiple``.
+
+        Returns ``(logits (B, K, H, W), distance (B, H, W) in [0, 1])``.
+        """
+        # Centre the [0, 1] intensities: BatchNorm copes either way, but the first layer starts better.
+        out = self.unet((image - 0.5) / 0.25)
+        return out[:, : self.n_classes], torch.sigmoid(out[:, self.n_classes])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) or (H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).float() / 255.0
+
+
+def save_segmenter(
+    folder: str | Path, model: SegmenterNet, vocabulary: Vocabulary, magnification: float, extra: dict
+) -> None:
+    """Write the weights and ``segmenter.json`` into ``folder`` (created; each file atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file(weights, str(tmp), metadata={"format": FORMAT})
+    from .. import __version__
+
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "vocabulary": list(vocabulary.names),
+        "magnification": float(magnification),
+        "written_by": f"napari-cosynth {__version__}",
+        **extra,
+    }
+    write_text(folder / META, json.dumps(meta, indent=2) + "\n")
+
+
+def resolve_segmenter_dir(path: str | Path) -> Path:
+    """A segmenter folder, or a training run folder (its newest checkpoint)."""
+    path = Path(path)
+    if (path / META).is_file():
+        return path
+    from .train import latest_checkpoint
+
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise CheckpointError(
+            f"{path}: neither a segmenter folder (with {META}) nor a training run with checkpoints; "
+            "train one with 'cosynth segmenter train'"
+        )
+    return latest
+
+
+def load_segmenter(path: str | Path, device="cpu") -> tuple[SegmenterNet, dict]:
+    """Load a segmenter saved by :func:`save_segmenter` (or a run folder's newest checkpoint).
+
+    Returns
+    -------
+    model, meta
+        The network in eval mode on ``device``; ``meta`` holds ``vocabulary`` (a
+        :class:`Vocabulary`), ``magnification``, ``config`` (a :class:`SegmenterConfig`), ``path``
+        and whatever else was recorded (``step``).
+    """
+    folder = resolve_segmenter_dir(path)
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{folder / META}: cannot be read ({exc}); the file is corrupt") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / META}: not a napari-cosynth segmenter description")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder / META}: segmenter format version {meta.get('version')} is not supported"
+        )
+    try:
+        config = SegmenterConfig.from_dict(meta["config"], str(folder / META))
+        vocabulary = Vocabulary(tuple(meta["vocabulary"]))
+        magnification = float(meta["magnification"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / META}: incomplete or invalid ({exc})") from None
+    try:
+        weights = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / WEIGHTS}: cannot be read as safetensors ({exc})") from None
+    model = SegmenterNet(config, vocabulary.n_classes)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder / WEIGHTS}: weights do not fit the recorded config ({exc})") from None
+    model.to(device).eval()
+    meta.update(config=config, vocabulary=vocabulary, magnification=magnification, path=str(folder))
+    return model, meta
