@@ -1,7 +1,97 @@
-"""cosynth generate-dataset: argument parsing."""
+"""``cosynth generate-dataset``: argument parsing and the handler that calls :mod:`napari_cosynth.bulk`.
+
+Under ``torchrun`` every process runs this same command; the ranks share the pairs (see
+``napari_cosynth.bulk.plan``), and only rank 0 prints the summary.
+"""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
     """Add this module's subcommands to ``subparsers`` (an argparse sub-parser action)."""
+    from .bulk.run import EXPORTS
+
+    p = subparsers.add_parser(
+        "generate-dataset",
+        help="generate N image-label pairs as a training set (resumable; torchrun shards it)",
+    )
+    p.add_argument("--model", default="default", help="'default', a checkpoint folder or a run folder")
+    p.add_argument("--layouts", required=True,
+                   help="a dataset path (with --format), 'hardcore', or generated:FITTED.json")
+    p.add_argument("--format", default=None, help="dataset format of a --layouts path")
+    # --pairs is the spelling to use under torchrun, whose own parser takes '--n' for an
+    # abbreviation of its --nnodes/--nproc-per-node and refuses the command line.
+    p.add_argument("--n", "--pairs", dest="n", type=int, required=True, help="number of pairs")
+    p.add_argument("--out", required=True, help="run folder (pairs/, manifest.json, exports)")
+    p.add_argument("--export", default="folder",
+                   help=f"comma-separated formats: {','.join(EXPORTS)} (the folder format is always written)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="base seed (a resume reuses the folder's; drawn at random for a new folder)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="canvas size (default: the model's patch size)")
+    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
+    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--prompt", default=None, help="one prompt for every pair (built per layout if omitted)")
+    p.add_argument("--tissue", default=None, help="tissue for built prompts (model's first if omitted)")
+    p.add_argument("--batch", type=int, default=1, help="pairs per sampler batch (part of the recipe)")
+    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (torchrun sets ranks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_generate_dataset)
+
+
+def run_generate_dataset(args) -> int:
+    """Handler of ``cosynth generate-dataset``."""
+    from .bulk.run import generate_dataset, parse_exports, read_recipe
+    from .bulk.sources import open_source
+    from .cli import drive_with_progress, print_result
+    from .cli_generate import resolve_checkpoint
+    from .engine.checkpoint import load_model
+    from .engine.distributed import broadcast_int, init_distributed, shutdown
+    from .engine.generate import model_vocabulary
+    from .errors import CosynthError
+
+    exports = parse_exports(args.export)
+    if args.n < 1:
+        raise CosynthError(f"--n must be at least 1, got {args.n}")
+    if args.batch < 1:
+        raise CosynthError(f"--batch must be at least 1, got {args.batch}")
+    if args.seed is not None and args.seed < 0:
+        raise CosynthError(f"--seed must be >= 0, got {args.seed}")
+    ctx = init_distributed(args.device)
+    try:
+        model, meta = load_model(resolve_checkpoint(args.model), device=ctx.device)
+        vocabulary = model_vocabulary(meta)
+        magnification = float(meta.get("magnification") or 40.0)
+        if args.size is not None:
+            shape = tuple(args.size)
+        else:
+            side = int(meta.get("patch_size") or 128)
+            shape = (side, side)
+        base_seed = args.seed
+        if base_seed is None:
+            earlier = read_recipe(args.out)
+            base_seed = int(earlier["base_seed"]) if earlier else _random_seed()
+        # Every rank must use rank 0's seed, drawn at random or not.
+        base_seed = broadcast_int(base_seed, ctx)
+        source = open_source(args.layouts, args.format, meta=meta, vocabulary=vocabulary, shape=shape,
+                             magnification=magnification)
+        run = generate_dataset(
+            model, meta, source, args.out, args.n, shape=shape, base_seed=base_seed, exports=exports,
+            batch=args.batch, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+            prompt=args.prompt, tissue=args.tissue, device=ctx.device, ctx=ctx,
+        )
+        desc = f"rank {ctx.rank}/{ctx.world_size}" if ctx.distributed else "pairs"
+        summary = drive_with_progress(run, desc, quiet=args.quiet or not ctx.is_main)
+    finally:
+        shutdown(ctx)
+    if ctx.is_main:
+        print_result(summary, args.json)
+    return 0
+
+
+def _random_seed() -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence().entropy % 2**62)

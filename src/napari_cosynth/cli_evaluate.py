@@ -1,7 +1,97 @@
-"""cosynth evaluate adherence / fid / grid: argument parsing for the evaluation suite."""
+"""cosynth evaluate adherence / fid / grid: argument parsing for the evaluation suite.
+
+The measurements live in :mod:`napari_cosynth.evaluate`; handlers here only parse, drive the core
+generators with a progress bar and print. Definitions and outputs: docs/evaluation.md.
+"""
 
 from __future__ import annotations
+
+from .data.registry import FORMATS
+
+
+def _add_generation_args(p) -> None:
+    p.add_argument("--model", required=True, help="'default', a checkpoint folder or a training run")
+    p.add_argument("--data", required=True, help="dataset whose layouts (point tables) are used")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--mag", type=float, default=None,
+                   help="resample the data to this magnification (default: the model's)")
+    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
+    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="run seed; sample i uses a seed derived from it")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def register(subparsers) -> None:
     """Add this module's subcommands to ``subparsers`` (an argparse sub-parser action)."""
+    p = subparsers.add_parser(
+        "adherence", help="generate from each real layout; score the drawn nuclei against it (F_d, Acc, FSD)")
+    _add_generation_args(p)
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    p.add_argument("--out", default=None,
+                   help="folder for the generated pairs, report.json, report.md and grid.png")
+    p.set_defaults(func=cmd_adherence)
+
+    p = subparsers.add_parser("fid", help="FID (and IS with Inception) of generated vs real images")
+    p.add_argument("--real", required=True, help="real dataset")
+    p.add_argument("--real-format", required=True, choices=FORMATS)
+    p.add_argument("--fake", required=True, help="generated pairs")
+    p.add_argument("--fake-format", default="folder", choices=FORMATS)
+    p.add_argument("--features", default="inception",
+                   help="'inception' (cached weights), a path to the Inception-v3 weights file, or 'small'")
+    p.add_argument("--out", default=None, help="folder for report.json and report.md")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_fid)
+
+    p = subparsers.add_parser("grid", help="PNG of real patches beside pairs generated from their layouts")
+    _add_generation_args(p)
+    p.add_argument("--n", type=int, default=4, help="number of real patches (rows)")
+    p.add_argument("--pairs-per-layout", type=int, default=2, help="generated pairs per row")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=cmd_grid)
+
+
+def _generation_kwargs(args) -> dict:
+    return {"magnification": args.mag, "sampler": args.sampler, "steps": args.steps,
+            "guidance": args.guidance, "seed": args.seed, "device": args.device}
+
+
+def cmd_adherence(args) -> int:
+    from .cli import drive_with_progress, print_result
+    from .cli_generate import resolve_checkpoint
+    from .evaluate.adherence import adherence_report
+
+    run = adherence_report(resolve_checkpoint(args.model), args.data, args.format, limit=args.limit,
+                           out=args.out, **_generation_kwargs(args))
+    report = drive_with_progress(run, "adherence", quiet=args.quiet or args.json)
+    if not args.json:
+        # The per-sample table would drown the summary; it is in report.json / --json.
+        report = {k: v for k, v in report.items() if k != "samples"}
+    print_result(report, args.json)
+    return 0
+
+
+def cmd_fid(args) -> int:
+    from .cli import print_result
+    from .evaluate.fid import fid_report
+
+    report = fid_report(args.real, args.real_format, args.fake, args.fake_format, features=args.features)
+    if args.out:
+        from .evaluate.report import write_report
+
+        write_report(report, args.out, title=f"FID of {args.fake} against {args.real}")
+    print_result(report, args.json)
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from .cli import drive_with_progress, print_result
+    from .cli_generate import resolve_checkpoint
+    from .evaluate.grid import grid_report
+
+    run = grid_report(resolve_checkpoint(args.model), args.data, args.format, args.out, n=args.n,
+                      pairs_per_layout=args.pairs_per_layout, **_generation_kwargs(args))
+    print_result(drive_with_progress(run, "grid", quiet=args.quiet or args.json), args.json)
+    return 0

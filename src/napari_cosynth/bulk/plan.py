@@ -1,0 +1,110 @@
+"""Which pairs a bulk run makes, with which seeds, in which process: the arithmetic of reproducibility.
+
+A bulk run of N pairs must give pair i the same pixels however many processes share the work and
+however often the run is interrupted and resumed. The engine samples a batch from one random
+generator, so a pair's pixels depend on the batch it was drawn in. The pairs are therefore cut into
+fixed chunks of ``batch`` consecutive indices (chunk c holds pairs c*B .. c*B+B-1), every chunk is
+drawn as one batch seeded from the base seed and its first index, and whole chunks are dealt to the
+processes round-robin (chunk c to rank c mod W). With the default batch of 1 this is exactly "rank r
+makes the pairs i with i mod W == r". The last chunk is always drawn full size (pairs past N are
+discarded), so pair i depends only on (base seed, batch, i), not on N.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CosynthError
+
+PAIR_PREFIX = "pair-"
+_PAIR_NAME = re.compile(r"^pair-(\d{6,})$")
+
+
+def pair_name(i: int) -> str:
+    """Folder name of pair ``i`` (zero-padded so names sort in index order)."""
+    return f"{PAIR_PREFIX}{i:06d}"
+
+
+def pair_index(name: str) -> int | None:
+    """Inverse of :func:`pair_name`; None for any other name."""
+    match = _PAIR_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def derive_seed(base_seed: int, index: int) -> int:
+    """A 63-bit seed for ``index`` drawn from ``base_seed`` with numpy's SeedSequence.
+
+    SeedSequence hashes its entropy, so neighbouring indices get unrelated streams (``base + i``
+    would make run A's pair 1 equal run B's pair 0 when B's base seed is A's plus one).
+    """
+    if base_seed < 0 or index < 0:
+        raise CosynthError(f"seeds and pair indices must be >= 0, got seed {base_seed}, index {index}")
+    state = np.random.SeedSequence([int(base_seed), int(index)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])  # < 2**63: fits torch.manual_seed and JSON int64
+
+
+def check_plan(n: int, batch: int, rank: int = 0, world_size: int = 1) -> None:
+    """Raise a CosynthError for a count, batch size or rank that cannot form a plan."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise CosynthError(f"--n must be a positive number of pairs, got {n!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise CosynthError(f"--batch must be a positive number of pairs, got {batch!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise CosynthError(f"rank {rank} of {world_size} processes is not a valid position")
+
+
+def chunks_for_rank(n: int, batch: int, rank: int = 0, world_size: int = 1) -> Iterator[range]:
+    """The chunks (ranges of pair indices, all of length ``batch``) that process ``rank`` draws.
+
+    Indices at or past ``n`` are included so every chunk is drawn whole; callers write only those
+    below ``n``. Over all ranks every index below ``n`` appears exactly once.
+    """
+    check_plan(n, batch, rank, world_size)
+    n_chunks = -(-n // batch)
+    for c in range(rank, n_chunks, world_size):
+        yield range(c * batch, (c + 1) * batch)
+
+
+def chunk_seed(base_seed: int, chunk: range) -> int:
+    """Seed of the batch that draws ``chunk`` (the seed of its first pair)."""
+    return derive_seed(base_seed, chunk.start)
+
+
+def completed_pairs(pairs_dir: str | Path) -> set[int]:
+    """Indices of the finished pairs under ``pairs_dir`` (a folder ``pair-NNNNNN`` with meta.json).
+
+    Pair folders appear by an atomic rename once whole, so a visible folder with meta.json is done;
+    hidden temporary folders of an interrupted write are not counted (see :func:`clean_partial`).
+    """
+    root = Path(pairs_dir)
+    if not root.is_dir():
+        return set()
+    done = set()
+    for entry in root.iterdir():
+        index = pair_index(entry.name)
+        if index is not None and (entry / "meta.json").is_file():
+            done.add(index)
+    return done
+
+
+def clean_partial(pairs_dir: str | Path) -> int:
+    """Remove hidden temporary folders that an interrupted pair write left; return how many.
+
+    Only names made by :func:`napari_cosynth.atomic.atomic_path` for pair folders
+    (``.pair-NNNNNN.*.tmp``) are touched. Call it before any process of the run writes.
+    """
+    import shutil
+
+    root = Path(pairs_dir)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith(f".{PAIR_PREFIX}") and entry.name.endswith(".tmp"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed

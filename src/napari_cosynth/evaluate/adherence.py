@@ -1,0 +1,314 @@
+"""Layout adherence: does a model put its nuclei where, and of the class, the input points ask?
+
+CoSyn's first quality test. For every real sample, the model draws a pair from that sample's own point
+table and a prompt built from it; the generated instances' centroids are then paired with the input
+points by HoVer-Net's rule (:mod:`napari_cosynth.metrics.detection`) to give detection F1 (F_d),
+classification accuracy and per-class F1. The generated semantic maps are also compared, as a set,
+with the real ones by FSD (:func:`napari_cosynth.metrics.distribution.fsd`), and nuclei are counted
+per class on both sides. Definitions: docs/metrics.md; usage: docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CosynthError
+from ..labels.points import centroid_table
+from ..metrics.detection import DetectionCounts, radius_for
+from ..metrics.distribution import fsd
+from ..sample import PointTable, Sample, Vocabulary
+
+__all__ = [
+    "AdherenceProgress",
+    "adherence_report",
+    "crop_to_multiple",
+    "load_for_evaluation",
+    "sample_seed",
+    "score_centroids",
+]
+
+
+@dataclass
+class AdherenceProgress:
+    """``step`` of ``total`` samples done; ``name`` is the sample just scored."""
+
+    step: int
+    total: int
+    name: str = ""
+
+    def postfix(self) -> str:
+        return self.name
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The generation seed of sample ``index`` under the run seed ``seed`` (63 bits, reproducible)."""
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def crop_to_multiple(sample: Sample, multiple: int) -> tuple[Sample, str | None]:
+    """Crop ``sample`` from the top-left to the largest size whose sides are multiples of ``multiple``.
+
+    Returns the sample unchanged (and ``None``) when it already fits; otherwise the cropped sample
+    (instances renumbered 1..N, points off the new canvas dropped) and a note saying what was cut.
+
+    Raises
+    ------
+    CosynthError
+        If a side is shorter than ``multiple``, or a points-only sample has no image to give it a size.
+    """
+    try:
+        h, w = sample.shape
+    except ValueError as err:
+        raise CosynthError(str(err)) from None
+    h2, w2 = h // multiple * multiple, w // multiple * multiple
+    if h2 == 0 or w2 == 0:
+        raise CosynthError(
+            f"{sample.name}: {h}x{w} is smaller than the model's smallest size {multiple}x{multiple}"
+        )
+    if (h2, w2) == (h, w):
+        return sample, None
+    image = None if sample.image is None else sample.image[:h2, :w2].copy()
+    points = None
+    if sample.points is not None:
+        keep = ~sample.points.outside((h2, w2))
+        points = PointTable(sample.points.xy[keep], sample.points.classes[keep])
+    if sample.has_masks:
+        cropped = sample.instances[:h2, :w2]
+        ids = np.unique(cropped)
+        ids = ids[ids > 0]
+        lut = np.zeros(int(sample.instances.max()) + 1, dtype=np.int32)
+        lut[ids] = np.arange(1, len(ids) + 1)
+        instances = lut[cropped]
+        classes = sample.classes[ids - 1]
+    else:
+        instances, classes = None, np.zeros(0, dtype=np.int64)
+    out = sample.with_(image=image, instances=instances, classes=classes, points=points,
+                       semantic=None, distance=None)
+    return out, f"{sample.name}: cropped from {h}x{w} to {h2}x{w2} (top-left) to suit the model"
+
+
+def score_centroids(
+    true_tables: Sequence[PointTable],
+    pred_tables: Sequence[PointTable],
+    vocabulary: Vocabulary,
+    magnification: float,
+) -> dict:
+    """Pooled F_d, accuracy and per-class F1 of predicted centroids against true ones.
+
+    The same counting path :func:`adherence_report` uses (HoVer-Net pairing, radius
+    :func:`radius_for` of ``magnification``), exposed so it can be checked on its own: scoring a
+    table against itself gives F_d = 1 and accuracy = 1.
+    """
+    if len(true_tables) != len(pred_tables):
+        raise ValueError(f"{len(true_tables)} true tables but {len(pred_tables)} predicted ones")
+    counts = DetectionCounts()
+    radius = radius_for(magnification)
+    for t, p in zip(true_tables, pred_tables):
+        counts.add(t, p, radius)
+    out = counts.result(vocabulary)
+    out["radius_px"] = radius
+    return out
+
+
+def load_for_evaluation(model_path, data, format: str, magnification: float | None, device: str):
+    """Load a model and open a dataset at its magnification; check the vocabularies agree.
+
+    Returns ``(model, meta, vocabulary, magnification, dataset)``.
+    """
+    from ..data.registry import open_dataset
+    from ..engine.checkpoint import load_model, resolve_model
+    from ..engine.device import resolve_device
+    from ..engine.generate import model_vocabulary
+
+    model, meta = load_model(resolve_model(model_path), device=resolve_device(str(device)))
+    vocabulary = model_vocabulary(meta)
+    mag = float(magnification if magnification is not None else (meta.get("magnification") or 40.0))
+    dataset = open_dataset(data, format, magnification=mag)
+    if len(dataset) == 0:
+        raise CosynthError(f"{data}: the {format} dataset holds no samples")
+    first = dataset[0]
+    if first.vocabulary.names != vocabulary.names:
+        raise CosynthError(
+            f"{data}: the dataset's classes ({', '.join(first.vocabulary.nucleus_classes)}) are not the "
+            f"model's ({', '.join(vocabulary.nucleus_classes)}); evaluate the model on data with its classes"
+        )
+    return model, meta, vocabulary, mag, dataset
+
+
+def prompt_settings(meta: dict) -> tuple[str, str]:
+    """(prompt style, staining) the model was trained with."""
+    style = ((meta.get("config") or {}).get("data") or {}).get("prompt_style", "paper")
+    return style, meta.get("staining", "H&E")
+
+
+def tissue_for(sample: Sample, meta: dict) -> str:
+    """The sample's tissue when the model knows it, else the model's first tissue."""
+    tissues = list(meta.get("tissues") or [])
+    if sample.tissue in tissues or not tissues:
+        return sample.tissue
+    return tissues[0]
+
+
+def generate_from_layout(model, meta, sample: Sample, index: int, *, seed: int, n: int = 1,
+                         sampler: str = "fast", steps: int | None = None, guidance: float = 2.0,
+                         device: str = "cpu") -> tuple[list[Sample], PointTable, str]:
+    """Draw ``n`` pairs from a (size-fitted) sample's point table; return (pairs, points, prompt)."""
+    from ..engine.generate import generate, model_vocabulary, run_to_end
+    from ..prompts import prompt_for_points
+
+    vocabulary = model_vocabulary(meta)
+    points = sample.point_table()
+    tissue = tissue_for(sample, meta)
+    style, staining = prompt_settings(meta)
+    own_seed = sample_seed(seed, index)
+    prompt = prompt_for_points(points, vocabulary, tissue, style=style, staining=staining,
+                               rng=np.random.default_rng([int(seed), int(index)]))
+    pairs = run_to_end(generate(model, meta, points, sample.shape, prompt=prompt, tissue=tissue,
+                                sampler=sampler, steps=steps, guidance=guidance, seed=own_seed,
+                                n=n, device=device))
+    return pairs, points, prompt
+
+
+def _class_counts(classes: np.ndarray, vocabulary: Vocabulary) -> dict[str, int]:
+    return {name: int((np.asarray(classes) == i).sum()) for i, name in enumerate(vocabulary.names) if i}
+
+
+def adherence_report(
+    model_path,
+    data,
+    format: str,
+    *,
+    magnification: float | None = None,
+    sampler: str = "fast",
+    steps: int | None = None,
+    guidance: float = 2.0,
+    seed: int = 0,
+    limit: int | None = None,
+    out=None,
+    device: str = "cpu",
+) -> Generator[AdherenceProgress, None, dict]:
+    """Generate a pair from every sample's layout and score it against that layout.
+
+    Parameters
+    ----------
+    model_path : str or path-like
+        ``"default"`` or a checkpoint folder.
+    data, format : path-like, str
+        The dataset and its reader's format (samples with masks or points-only).
+    magnification : float, optional
+        Resample the data to this magnification; default the model's. Also sets the pairing radius.
+    sampler, steps, guidance : see :func:`napari_cosynth.engine.generate.generate`.
+    seed : int
+        Run seed; sample ``i`` is generated with :func:`sample_seed` ``(seed, i)``.
+    limit : int, optional
+        Score only the first ``limit`` samples.
+    out : path-like, optional
+        Folder for the generated pairs (``out/pairs``, folder format), ``report.json``,
+        ``report.md`` and ``grid.png``.
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    generator
+        Yields :class:`AdherenceProgress` after each sample; returns the report dict (keys
+        ``detection`` with ``f_d``, ``acc``, ``f1`` and counts; ``fsd``; ``counts`` real vs
+        generated per class; ``samples``, one row per sample; ``notes``).
+    """
+    if limit is not None and limit < 1:
+        raise CosynthError(f"--limit must be a positive number of samples, got {limit}")
+    model, meta, vocabulary, mag, dataset = load_for_evaluation(model_path, data, format,
+                                                               magnification, device)
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    notes: list[str] = []
+    model_mag = meta.get("magnification")
+    if model_mag is not None and float(model_mag) != mag:
+        notes.append(f"data resampled to {mag:g}x, not the model's {float(model_mag):g}x")
+    true_tables, pred_tables, rows = [], [], []
+    real_sem, gen_sem = [], []
+    real_counts = dict.fromkeys(vocabulary.nucleus_classes, 0)
+    gen_counts = dict.fromkeys(vocabulary.nucleus_classes, 0)
+    shown: list[tuple[Sample, list[Sample]]] = []
+    pairs_dir = Path(out) / "pairs" if out is not None else None
+    if pairs_dir is not None and pairs_dir.exists() and any(pairs_dir.iterdir()):
+        raise CosynthError(f"{pairs_dir} already holds pairs; give an empty or new --out folder")
+    for i in range(total):
+        sample, note = crop_to_multiple(dataset[i], model.size_multiple)
+        if note:
+            notes.append(note)
+        pairs, points, prompt = generate_from_layout(
+            model, meta, sample, i, seed=seed, sampler=sampler, steps=steps, guidance=guidance,
+            device=device)
+        pair = pairs[0]
+        # pair.point_table() would return the input points it was drawn from: score what was drawn.
+        drawn = centroid_table(pair.instances, pair.classes)
+        true_tables.append(points)
+        pred_tables.append(drawn)
+        one = score_centroids([points], [drawn], vocabulary, mag)
+        if sample.has_masks:
+            real_sem.append(sample.semantic_map())
+        gen_sem.append(pair.semantic)
+        for name, k in points.counts(vocabulary).items():
+            real_counts[name] += k
+        for name, k in _class_counts(pair.classes, vocabulary).items():
+            gen_counts[name] += k
+        rows.append({
+            "name": sample.name, "size": list(sample.shape), "seed": pair.provenance["seed"],
+            "prompt": prompt, "n_real": len(points), "n_generated": len(drawn),
+            "f_d": one["f_d"], "acc": one["acc"],
+        })
+        if pairs_dir is not None:
+            from ..data.folder import safe_name, write_sample
+
+            write_sample(pair, pairs_dir, name=f"{i:04d}-{safe_name(sample.name)}")
+        if len(shown) < 8:
+            shown.append((sample, [pair]))
+        yield AdherenceProgress(i + 1, total, sample.name)
+
+    detection = score_centroids(true_tables, pred_tables, vocabulary, mag)
+    fsd_value, fsd_note = None, None
+    if len(real_sem) < len(gen_sem):
+        fsd_note = "not computed: the data has no masks (points only), so there is no real semantic map"
+        if real_sem:
+            fsd_note = (f"not computed: only {len(real_sem)} of {len(gen_sem)} samples have masks; "
+                        "FSD compares whole sets")
+    elif len(gen_sem) < 2:
+        fsd_note = "not computed: FSD needs at least 2 samples per set"
+    else:
+        fsd_value = fsd(real_sem, gen_sem, vocabulary.n_classes)
+    if fsd_note:
+        notes.append("FSD " + fsd_note)
+    report = {
+        "measurement": "adherence",
+        "model": str(model_path),
+        "model_id": meta.get("model_id", "unknown"),
+        "data": str(data),
+        "format": format,
+        "magnification": mag,
+        "sampler": sampler,
+        "steps": pairs[0].provenance["steps"] if total else steps,
+        "guidance": float(guidance),
+        "seed": int(seed),
+        "n_samples": total,
+        "detection": detection,
+        "fsd": fsd_value,
+        "fsd_scale": "percent (proportions x 100)",
+        "counts": {"real": real_counts, "generated": gen_counts},
+        "samples": rows,
+        "notes": notes,
+    }
+    if out is not None:
+        from .grid import compose_grid, write_png
+        from .report import write_report
+
+        grid = compose_grid(shown, vocabulary)
+        write_png(Path(out) / "grid.png", grid)
+        report["pairs"] = str(pairs_dir)
+        write_report(report, out, title=f"Adherence of {report['model_id']} on {data}",
+                     images={"Real layouts (left) and the pairs drawn from them": "grid.png"})
+    return report
