@@ -46,10 +46,8 @@ def run_generate_dataset(args) -> int:
     from .bulk.run import generate_dataset, parse_exports, read_recipe
     from .bulk.sources import open_source
     from .cli import drive_with_progress, print_result
-    from .cli_generate import resolve_checkpoint
-    from .engine.checkpoint import load_model
+    from .cli_generate import load_for_generation
     from .engine.distributed import broadcast_int, init_distributed, shutdown
-    from .engine.generate import model_vocabulary
     from .errors import CosynthError
 
     exports = parse_exports(args.export)
@@ -61,14 +59,7 @@ def run_generate_dataset(args) -> int:
         raise CosynthError(f"--seed must be >= 0, got {args.seed}")
     ctx = init_distributed(args.device)
     try:
-        model, meta = load_model(resolve_checkpoint(args.model), device=ctx.device)
-        vocabulary = model_vocabulary(meta)
-        magnification = float(meta.get("magnification") or 40.0)
-        if args.size is not None:
-            shape = tuple(args.size)
-        else:
-            side = int(meta.get("patch_size") or 128)
-            shape = (side, side)
+        model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, ctx.device)
         base_seed = args.seed
         if base_seed is None:
             earlier = read_recipe(args.out)

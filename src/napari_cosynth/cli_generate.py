@@ -27,23 +27,33 @@ def resolve_checkpoint(model: str) -> Path:
     return resolve_model(model)
 
 
-def run_generate(args, drive) -> int:
-    from .data.folder import write_sample
-    from .data.points_csv import read_points_csv
-    from .engine.checkpoint import load_model
-    from .engine.device import resolve_device
-    from .engine.generate import generate, model_vocabulary
-    from .layouts.hardcore import layout_like_training_data
+def load_for_generation(model_arg: str, size, device):
+    """(model, meta, vocabulary, magnification, shape): a model and the canvas it will draw on.
 
-    device = resolve_device(args.device)
-    model, meta = load_model(resolve_checkpoint(args.model), device=device)
-    vocabulary = model_vocabulary(meta)
+    The canvas is ``size`` (H, W) when given, else the model's training patch size.
+    """
+    from .engine.checkpoint import load_model
+    from .engine.generate import model_vocabulary
+
+    model, meta = load_model(resolve_checkpoint(model_arg), device=device)
     magnification = float(meta.get("magnification") or 40.0)
-    if args.size is not None:
-        shape = tuple(args.size)
+    if size is not None:
+        shape = tuple(size)
     else:
         side = int(meta.get("patch_size") or 128)
         shape = (side, side)
+    return model, meta, model_vocabulary(meta), magnification, shape
+
+
+def run_generate(args, drive) -> int:
+    from .data.folder import write_sample
+    from .data.points_csv import read_points_csv
+    from .engine.device import resolve_device
+    from .engine.generate import generate
+    from .layouts.hardcore import layout_like_training_data
+
+    device = resolve_device(args.device)
+    model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, device)
     if args.n < 1:
         raise CosynthError(f"--n must be at least 1, got {args.n}")
     base_seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**62)

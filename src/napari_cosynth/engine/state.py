@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,23 @@ def load_training_state(folder: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"{folder}: {exc}; the two training-state files do not belong together"
         ) from None
+
+
+_STEP_FOLDER = re.compile(r"^step-(\d{7,})$")
+
+
+def step_folders(out_dir, complete: Callable[[Path], bool]) -> list[Path]:
+    """A run's complete ``checkpoints/step-NNNNNNN`` folders, oldest first.
+
+    Shared by the diffusion and the segmenter trainers; ``complete`` says which files a finished
+    checkpoint of that trainer holds (hidden temporaries never match the name pattern).
+    """
+    folder = Path(out_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        m = _STEP_FOLDER.match(entry.name)
+        if m and entry.is_dir() and complete(entry):
+            found.append((int(m.group(1)), entry))
+    return [p for _, p in sorted(found)]

@@ -27,7 +27,6 @@ import contextlib
 import csv
 import functools
 import json
-import re
 import shutil
 import time
 from collections.abc import Generator
@@ -55,7 +54,7 @@ from .distributed import (
     shutdown,
     wrap_model,
 )
-from .state import load_training_state, rng_states, save_training_state, set_rng_states
+from .state import load_training_state, rng_states, save_training_state, set_rng_states, step_folders
 from .text import tokenize as text_tokenize
 
 CHECKPOINTS = "checkpoints"
@@ -64,7 +63,6 @@ LOSS_LOG = "loss.csv"
 SAMPLES = "samples"
 RUN_CONFIG = "config.yaml"
 MIXED_PRECISION = ("no", "bf16", "fp16")
-_CHECKPOINT_NAME = re.compile(r"^step-(\d{7,})$")
 _LOSS_COLUMNS = ("step", "loss", "image", "distance", "labels", "grad_norm", "lr", "seconds_per_step")
 # Seed-derivation tags: each kind of per-step randomness gets its own stream.
 _STEP_STREAM = 0x57E9
@@ -111,15 +109,7 @@ class TrainProgress:
 
 def list_checkpoints(out_dir) -> list[Path]:
     """Complete checkpoint folders of a run, oldest first (partial writes are hidden temporaries)."""
-    folder = Path(out_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        m = _CHECKPOINT_NAME.match(entry.name)
-        if m and entry.is_dir() and _complete(entry):
-            found.append((int(m.group(1)), entry))
-    return [p for _, p in sorted(found)]
+    return step_folders(out_dir, _complete)
 
 
 def latest_checkpoint(out_dir) -> Path | None:

@@ -13,7 +13,6 @@ steps run, which is what a fair with/without-synthetic-data comparison needs.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_path, write_text
-from ..engine.state import load_training_state, rng_states, save_training_state, set_rng_states
+from ..engine.state import load_training_state, rng_states, save_training_state, set_rng_states, step_folders
 from ..errors import ConfigError, CosynthError
 from .config import SegmenterConfig
 from .data import CropSampler, check_compatible, load_pool
@@ -33,7 +32,6 @@ from .model import SegmenterNet, save_segmenter
 CHECKPOINTS = "checkpoints"
 RUN_RECORD = "run.json"
 LOSS_LOG = "loss.csv"
-_NAME = re.compile(r"^step-(\d{7})$")
 
 
 @dataclass
@@ -63,15 +61,7 @@ class SegmenterProgress:
 
 def list_checkpoints(out_dir) -> list[Path]:
     """Complete checkpoint folders of a segmenter run, oldest first."""
-    folder = Path(out_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        m = _NAME.match(entry.name)
-        if m and entry.is_dir() and (entry / "training_state.json").is_file():
-            found.append((int(m.group(1)), entry))
-    return [p for _, p in sorted(found)]
+    return step_folders(out_dir, lambda folder: (folder / "training_state.json").is_file())
 
 
 def latest_checkpoint(out_dir) -> Path | None:
