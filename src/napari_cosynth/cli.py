@@ -20,17 +20,11 @@ FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
 
 def print_result(result, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, indent=2, default=_json_default))
+        from .evaluate.report import json_default
+
+        print(json.dumps(result, indent=2, default=json_default))
     else:
         _print_table(result)
-
-
-def _json_default(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
 def _print_table(result, indent: int = 0) -> None:

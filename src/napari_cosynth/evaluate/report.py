@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..atomic import write_text
 
-__all__ = ["flatten", "markdown", "write_report"]
+__all__ = ["flatten", "json_default", "markdown", "write_report"]
 
 
-def _json_default(obj):
+def json_default(obj):
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):
@@ -87,6 +87,6 @@ def write_report(report: Mapping, out, *, title: str, images: Mapping[str, str] 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
-    write_text(json_path, json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_text(json_path, json.dumps(report, indent=2, default=json_default) + "\n")
     write_text(md_path, markdown(report, title, images))
     return json_path, md_path
