@@ -3,8 +3,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from data_fixtures import disk_instances, save_mat, truncate, write_consep
 
+from data_fixtures import disk_instances, save_mat, truncate, write_consep
 from napari_cosynth.data import count_samples, open_dataset, read_dataset
 from napari_cosynth.data.consep import ConsepDataset
 from napari_cosynth.errors import DatasetError

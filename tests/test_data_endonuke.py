@@ -1,8 +1,8 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from data_fixtures import truncate, write_endonuke
 
+from data_fixtures import truncate, write_endonuke
 from napari_cosynth.data import open_dataset, read_dataset
 from napari_cosynth.errors import DatasetError
 from napari_cosynth.vocabularies import ENDONUKE

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from data_fixtures import consep_sample, points_sample, truncate
 
+from data_fixtures import consep_sample, points_sample, truncate
 from napari_cosynth.data import (
     count_pairs,
     open_dataset,

@@ -1,8 +1,8 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from data_fixtures import save_mat, truncate, write_lizard
 
+from data_fixtures import save_mat, truncate, write_lizard
 from napari_cosynth.data import open_dataset
 from napari_cosynth.errors import DatasetError
 from napari_cosynth.vocabularies import LIZARD

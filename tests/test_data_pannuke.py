@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from data_fixtures import truncate, write_pannuke
 
+from data_fixtures import truncate, write_pannuke
 from napari_cosynth.data import open_dataset, read_dataset
 from napari_cosynth.data.pannuke import merge_channels
 from napari_cosynth.errors import DatasetError

@@ -3,6 +3,7 @@ import types
 
 import numpy as np
 import pytest
+
 from data_fixtures import (
     truncate,
     write_consep,
@@ -10,7 +11,6 @@ from data_fixtures import (
     write_lizard,
     write_pannuke,
 )
-
 from napari_cosynth.data import (
     FORMATS,
     UnknownFormatError,

@@ -2,8 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
-from data_fixtures import consep_sample, points_sample, write_endonuke, write_pannuke
 
+from data_fixtures import consep_sample, points_sample, write_endonuke, write_pannuke
 from napari_cosynth.data import dataset_stats, write_sample
 
 REAL = Path("/work/shared/data/consep/train")

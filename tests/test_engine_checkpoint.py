@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from model_fixtures import tiny_open_clip_dir
 from napari_cosynth import __version__
 from napari_cosynth.engine import checkpoint as ckpt
 from napari_cosynth.engine.checkpoint import load_model, resolve_model, save_model
@@ -188,21 +189,7 @@ def test_resolve_model_default(tmp_path, monkeypatch, saved):
 
 
 def test_pretrained_text_tower_is_stored_in_the_checkpoint(tmp_path):
-    import open_clip
-    from safetensors.torch import save_file
-
-    # A small open_clip model folder with random weights, as open_clip's "local-dir:" reads it.
-    folder = tmp_path / "tiny-clip"
-    folder.mkdir()
-    cfg = {
-        "embed_dim": 24,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-    }
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
-    clip = open_clip.model.CLIP(**cfg)
-    save_file({k: v.contiguous().clone() for k, v in clip.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
+    folder, _ = tiny_open_clip_dir(tmp_path)
     config = CosynthConfig(
         model=CONFIG.model, data=CONFIG.data,
         text=TextConfig(kind="open_clip", open_clip_model=f"local-dir:{folder}"),

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from test_engine_train import tiny_config, write_tiny_consep
 
 from napari_cosynth.engine.state import load_training_state
+from test_engine_train import tiny_config, write_tiny_consep
 
 WORKER = textwrap.dedent(
     """

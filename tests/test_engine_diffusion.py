@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from model_fixtures import small_cosynnet
 from torch import nn
 
+from model_fixtures import small_cosynnet
 from napari_cosynth.engine.categorical import (
     MultinomialDiffusion,
     categorical_kl,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_engine_train import TINY_CPU
 
 from napari_cosynth import __version__
 from napari_cosynth.engine.checkpoint import load_model, save_model
@@ -22,6 +21,7 @@ from napari_cosynth.engine.text import PromptTooLongError
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.sample import PointTable, Sample
 from napari_cosynth.vocabularies import CONSEP
+from test_engine_train import TINY_CPU
 
 H = W = 32
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
+from model_fixtures import tiny_open_clip_dir
 from napari_cosynth.engine.config import ModelConfig, TextConfig
 from napari_cosynth.engine.model import Conditions, CoSynNet
 from napari_cosynth.engine.text import (
@@ -183,28 +182,8 @@ def test_tokenize_pads_with_zeros_and_marks_start_and_end():
     assert ids[0, 0] == ids[1, 0]  # start token
 
 
-def _tiny_open_clip_dir(tmp_path):
-    """A local open_clip model folder (config + random safetensors weights), as open_clip's local-dir: reads."""
-    import open_clip
-    from safetensors.torch import save_file
-
-    folder = tmp_path / "tiny-clip"
-    folder.mkdir()
-    cfg = {
-        "embed_dim": 24,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-    }
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
-    torch.manual_seed(3)
-    clip = open_clip.model.CLIP(**cfg).eval()
-    save_file({k: v.contiguous().clone() for k, v in clip.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
-    return folder, clip
-
-
 def test_pretrained_open_clip_tower_loads_from_a_local_folder_and_stays_frozen(tmp_path):
-    folder, clip = _tiny_open_clip_dir(tmp_path)
+    folder, clip = tiny_open_clip_dir(tmp_path)
     cfg = TextConfig(kind="open_clip", open_clip_model=f"local-dir:{folder}", frozen=True)
     enc = TextEncoder(cfg)
     assert (enc.states_dim, enc.pooled_dim) == (32, 24)
@@ -230,7 +209,7 @@ def test_open_clip_config_errors_are_clear(tmp_path):
                                pretrained=str(tmp_path / "missing.safetensors")))
     with pytest.raises(ConfigError, match="not an open_clip model name"):
         TextEncoder(TextConfig(kind="open_clip", open_clip_model="no-such-model", pretrained="x.bin"))
-    folder, _ = _tiny_open_clip_dir(tmp_path)
+    folder, _ = tiny_open_clip_dir(tmp_path)
     with pytest.raises(ConfigError, match="context of 77 tokens"):
         TextEncoder(TextConfig(kind="open_clip", open_clip_model=f"local-dir:{folder}", context_length=64))
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from model_fixtures import small_cosynnet
 from torch import nn
 
+from model_fixtures import small_cosynnet
 from napari_cosynth.engine.model import Conditions, ModelOutput
 from napari_cosynth.engine.sampler import (
     SampleOutput,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_fixtures import write_consep
 
+from data_fixtures import write_consep
 from napari_cosynth.engine import state as st
 from napari_cosynth.engine.config import CosynthConfig
 from napari_cosynth.engine.data import (
