@@ -91,7 +91,7 @@ def test_float16_storage_halves_the_file_and_loads_as_float32(model, saved, tmp_
     loaded, meta = load_model(half)
     assert meta["weights_dtype"] == "float16" and meta["classes"] == CLASSES
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
-    torch.testing.assert_close(_outputs(loaded).eps_image, _outputs(model).eps_image, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(_outputs(loaded).pred_image, _outputs(model).pred_image, atol=2e-2, rtol=2e-2)
 
 
 def test_pickle_files_are_refused_without_unpickling(model, tmp_path, no_unpickling):

@@ -90,6 +90,49 @@ def test_ddim_step_matches_diffusers_ddim(schedule):
         torch.testing.assert_close(x0, ref.pred_original_sample, rtol=1e-4, atol=1e-5)
 
 
+def test_v_target_is_diffusers_velocity_and_gives_back_the_clean_sample():
+    v_schedule = NoiseSchedule(T, "cosine", "v")
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.rand(3, 4, 8, 8, generator=g) * 2 - 1
+    noise = torch.randn(3, 4, 8, 8, generator=g)
+    t = torch.tensor([0, 500, 999])
+    abar = v_schedule.abar(t).float().view(-1, 1, 1, 1)
+    v = v_schedule.target(x0, noise, t)
+    torch.testing.assert_close(v, abar.sqrt() * noise - (1 - abar).sqrt() * x0)
+    x_t = v_schedule.add_noise(x0, noise, t)
+    for i, step in enumerate(t.tolist()):
+        torch.testing.assert_close(v_schedule.x0_from(x_t[i], v[i], step), x0[i], atol=1e-5, rtol=0)
+    # epsilon heads are their own target
+    eps_schedule = NoiseSchedule(T, "cosine", "epsilon")
+    assert eps_schedule.target(x0, noise, t) is noise
+    torch.testing.assert_close(eps_schedule.x0_from(x_t[1], noise[1], 500), x0[1], atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="diffusion.prediction"):
+        NoiseSchedule(T, "cosine", "sample")
+
+
+def test_ddim_step_with_v_prediction_matches_diffusers_ddim():
+    v_schedule = NoiseSchedule(T, "cosine", "v")
+    ddim = DDIMScheduler(
+        num_train_timesteps=T,
+        beta_schedule="squaredcos_cap_v2",
+        timestep_spacing="trailing",
+        set_alpha_to_one=True,
+        clip_sample=True,
+        prediction_type="v_prediction",
+    )
+    ddim.set_timesteps(20)
+    g = torch.Generator().manual_seed(3)
+    ts = v_schedule.sampling_timesteps(20)
+    for i, t in enumerate(ts):
+        s = ts[i + 1] if i + 1 < len(ts) else -1
+        x = torch.randn(2, 4, 8, 8, generator=g)
+        v = torch.randn(2, 4, 8, 8, generator=g) * 0.3
+        ref = ddim.step(v, t, x, eta=0.0, use_clipped_model_output=True)
+        ours, x0 = v_schedule.ddim_step(x, v, t, s, eta=0.0)
+        torch.testing.assert_close(ours, ref.prev_sample, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(x0, ref.pred_original_sample, rtol=1e-4, atol=1e-4)
+
+
 def test_eta_one_single_step_is_ddpm_ancestral(schedule):
     ddpm = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=True)
     g = torch.Generator().manual_seed(1)
@@ -299,7 +342,7 @@ def test_training_losses_are_finite_and_backpropagate():
     losses = jd.training_losses(
         model, image, distance, labels, 0.0, generator=torch.Generator().manual_seed(0)
     )
-    assert set(losses) == {"total", "image", "distance", "labels"}
+    assert set(losses) == {"total", "image", "distance", "labels", "label_ce"}
     for value in losses.values():
         assert value.dim() == 0 and bool(torch.isfinite(value))
     losses["total"].backward()
@@ -337,6 +380,49 @@ def test_loss_weights_are_applied():
         "labels",
     ):  # same draws, so only the weights differ
         torch.testing.assert_close(a[name], b[name])
+
+
+def _forward_as_the_loss_does(jd, model, image, distance, labels, t, seed):
+    """The model output and noise of ``training_losses(..., t=t, generator=seed)``, redrawn in its order."""
+    g = torch.Generator().manual_seed(seed)
+    noise_image = torch.randn(image.shape, generator=g)
+    noise_distance = torch.randn(distance.shape, generator=g)
+    x_labels = jd.labels.q_sample(labels, t, g)
+    x_image = jd.schedule.add_noise(image, noise_image, t)
+    x_distance = jd.schedule.add_noise(distance, noise_distance, t)
+    return model(x_image, x_distance, x_labels, t, 0.0), noise_image
+
+
+def test_label_cross_entropy_joins_the_total_with_its_weight():
+    k = 4
+    model = TinyNet(k)
+    image, distance, labels = _batch(k)
+    t = torch.tensor([3, 400, 999])
+    off, on = (
+        JointDiffusion(DiffusionConfig(label_ce_weight=w), k).training_losses(
+            model, image, distance, labels, 0.0, t=t, generator=torch.Generator().manual_seed(5))
+        for w in (0.0, 0.5)
+    )
+    torch.testing.assert_close(on["total"] - off["total"], 0.5 * on["label_ce"])
+    # The term is the cross-entropy of the x0 logits against the clean labels, averaged over pixels.
+    jd = JointDiffusion(DiffusionConfig(label_ce_weight=0.5), k)
+    out, _ = _forward_as_the_loss_does(jd, model, image, distance, labels, t, seed=5)
+    expected = torch.nn.functional.cross_entropy(out.label_logits, labels)
+    torch.testing.assert_close(on["label_ce"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_v_prediction_trains_the_heads_on_the_velocity():
+    k = 4
+    model = TinyNet(k)
+    image, distance, labels = _batch(k)
+    t = torch.tensor([10, 500, 990])
+    jd = JointDiffusion(DiffusionConfig(prediction="v"), k)
+    losses = jd.training_losses(model, image, distance, labels, 0.0, t=t,
+                                generator=torch.Generator().manual_seed(6))
+    out, noise_image = _forward_as_the_loss_does(jd, model, image, distance, labels, t, seed=6)
+    target = jd.schedule.target(image, noise_image, t)
+    assert not torch.allclose(target, noise_image)
+    torch.testing.assert_close(losses["image"], ((out.pred_image - target) ** 2).mean(), rtol=1e-5, atol=1e-6)
 
 
 def test_p2_weighting_scales_each_term_by_its_weight():

@@ -55,10 +55,10 @@ def test_output_shapes_and_dtypes(model):
     assert cond.point_features.shape == (2, TINY_MODEL.point_channels, 32, 32)
     with torch.no_grad():
         out = model(*_inputs(), cond)
-    assert out.eps_image.shape == (2, 3, 32, 32)
-    assert out.eps_distance.shape == (2, 1, 32, 32)
+    assert out.pred_image.shape == (2, 3, 32, 32)
+    assert out.pred_distance.shape == (2, 1, 32, 32)
     assert out.label_logits.shape == (2, K, 32, 32)
-    for t in (out.eps_image, out.eps_distance, out.label_logits):
+    for t in (out.pred_image, out.pred_distance, out.label_logits):
         assert t.dtype == torch.float32 and t.is_contiguous() and torch.isfinite(t).all()
     assert model.n_classes == K and model.config == TINY_MODEL and isinstance(model.text, TextEncoder)
 
@@ -156,7 +156,7 @@ def test_gradients_reach_every_trainable_part(model):
     net = CoSynNet(TINY_MODEL, TINY_TEXT, K)
     cond = net.encode_conditions(_point_map(), net.text.tokenize(["a", "b"]))
     out = net(*_inputs(), cond)
-    (out.eps_image.square().mean() + out.eps_distance.mean() + out.label_logits.logsumexp(1).mean()).backward()
+    (out.pred_image.square().mean() + out.pred_distance.mean() + out.label_logits.logsumexp(1).mean()).backward()
     for part in (net.points, net.text, net.unet, net.embed_labels, net.heads):
         grads = [p.grad for p in part.parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), type(part).__name__

@@ -74,9 +74,13 @@ class Oracle(nn.Module):
 
     def forward(self, x_image, x_distance, x_labels, t, cond):
         abar = self.schedule.abar(t).float().view(-1, 1, 1, 1)
-        eps = lambda x, x0: (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+        if self.schedule.prediction == "v":
+            # v = sqrt(abar) eps - sqrt(1 - abar) x0, with eps read off x_t
+            head = lambda x, x0: (abar.sqrt() * x - x0) / (1 - abar).sqrt()
+        else:
+            head = lambda x, x0: (x - abar.sqrt() * x0) / (1 - abar).sqrt()
         logits = 50.0 * nn.functional.one_hot(self.labels, K).permute(0, 3, 1, 2).float()
-        return ModelOutput(eps(x_image, self.image), eps(x_distance, self.distance), logits)
+        return ModelOutput(head(x_image, self.image), head(x_distance, self.distance), logits)
 
 
 class GaussianOracle(nn.Module):
@@ -180,16 +184,18 @@ def test_guidance_combines_all_three_heads(schedule):
         c = model(x_image, x_distance, x_labels, t, cond)
         u = model(x_image, x_distance, x_labels, t, uncond)
     expected = [
-        u.eps_image + 3 * (c.eps_image - u.eps_image),
-        u.eps_distance + 3 * (c.eps_distance - u.eps_distance),
+        u.pred_image + 3 * (c.pred_image - u.pred_image),
+        u.pred_distance + 3 * (c.pred_distance - u.pred_distance),
         u.label_logits + 3 * (c.label_logits - u.label_logits),
     ]
     for got, want in zip(guided, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
 @pytest.mark.parametrize("kind", ["fast", "reference"])
-def test_a_model_that_knows_the_data_returns_it(kind, schedule):
+def test_a_model_that_knows_the_data_returns_it(kind, prediction):
+    schedule = NoiseSchedule(1000, "cosine", prediction)
     g = torch.Generator().manual_seed(4)
     image = torch.rand(1, 3, 8, 8, generator=g) * 1.6 - 0.8
     distance = torch.rand(1, 1, 8, 8, generator=g) * 2 - 1

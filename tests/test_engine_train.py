@@ -430,3 +430,25 @@ def test_mixed_precision_on_cpu_trains_in_float32_and_says_so(tiny_data, tmp_pat
     cfg = tiny_config(tiny_data, steps=1, mixed_precision="bf16")
     progress = _run(train(cfg, tmp_path / "run"))
     assert "CUDA only" in progress[0].notes[0]
+
+
+def test_init_from_a_saved_model_starts_a_fresh_run_from_its_weights(tiny_data, tmp_path):
+    from napari_cosynth.engine.checkpoint import load_model
+
+    _run(train(tiny_config(tiny_data, steps=2), tmp_path / "donor"))
+    donor_folder = latest_checkpoint(tmp_path / "donor")
+    donor, _ = load_model(donor_folder)
+    # A fine-tuning run may change what it learns (here the prediction target), not the architecture.
+    tuned = tiny_config(tiny_data, steps=1).with_overrides({"diffusion.prediction": "v"})
+    trainer = Trainer(tuned, tmp_path / "tuned", init_from=donor_folder)
+    assert trainer.step == 0 and any("initialised from" in n for n in trainer.notes)
+    ours = trainer.model.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in donor.state_dict().items())
+    ema = trainer.ema.shadow_params
+    assert all(torch.equal(e, p.detach()) for e, p in zip(ema, trainer.params, strict=True))
+    progress = _run(trainer.run())
+    assert progress[-1].step == 1
+
+    wider = tiny_config(tiny_data).with_overrides({"model.base_channels": 32})
+    with pytest.raises(ConfigError, match="init from .*architecture differs.*config.json"):
+        Trainer(wider, tmp_path / "wider", init_from=donor_folder)

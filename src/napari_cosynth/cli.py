@@ -118,7 +118,8 @@ def cmd_train(args) -> int:
         config = config.with_overrides(_parse_overrides(args.set))
     # Under torchrun every rank runs this; only rank 0 reports.
     main_rank = os.environ.get("RANK", "0") == "0"
-    run = train(config, args.out, resume=args.resume, steps=args.steps, device=args.device)
+    run = train(config, args.out, resume=args.resume, steps=args.steps, device=args.device,
+                init_from=args.init_from)
     drive_with_progress(run, "training", quiet=args.quiet or not main_rank)
     if main_rank:
         print(f"checkpoints in {Path(args.out) / 'checkpoints'}")
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/cosynth", help="run folder (checkpoints, logs, sample grids)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from a saved model's weights ('default' or a checkpoint folder): fine-tuning")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (torchrun sets ranks)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a config key, e.g. --set data.path=/data/consep/train (repeatable)")

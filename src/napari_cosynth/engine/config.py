@@ -304,12 +304,22 @@ class LossWeights(_Section):
 
 @dataclass(frozen=True)
 class DiffusionConfig(_Section):
-    """Noise schedule, loss weights, P2 weighting (``p2_gamma = 0``: off) and condition dropout."""
+    """Noise schedule, what the Gaussian heads predict, loss weights, P2 weighting and condition dropout.
+
+    ``prediction``: ``"epsilon"`` (CoSyn's) or ``"v"`` (Salimans & Ho 2022), which stays informative
+    at the noisiest timesteps where an epsilon head says almost nothing about the clean image.
+    ``label_ce_weight``: weight of an auxiliary cross-entropy on the predicted clean labels (D3PM's
+    hybrid loss, Austin et al. 2021); the variational label loss alone gives the label head almost no
+    gradient at high noise, where the nuclei must be placed from the point map. ``p2_gamma = 0``
+    turns P2 weighting off.
+    """
 
     _path: ClassVar[str] = "diffusion"
 
     timesteps: int = field(default=1000, metadata={"min": 2})
     schedule: str = field(default="cosine", metadata=_choices("cosine", "linear"))
+    prediction: str = field(default="epsilon", metadata=_choices("epsilon", "v"))
+    label_ce_weight: float = field(default=0.0, metadata={"min": 0.0})
     loss_weights: LossWeights = field(default_factory=LossWeights)
     p2_gamma: float = field(default=0.0, metadata={"min": 0.0})
     p2_k: float = field(default=1.0, metadata={"min": 0.0})

@@ -1,10 +1,12 @@
 """The joint diffusion of image, distance map and semantic map: the training loss of the CoSyn model.
 
 One timestep t per pair is shared by the three maps (they are denoised together by one network).
-Image and distance follow the Gaussian process of :mod:`.schedule` with an epsilon-prediction MSE;
-the labels follow the multinomial process of :mod:`.categorical` with its variational loss. The total
-is ``w_image L_image + w_distance L_distance + w_labels L_labels`` (CoSyn's code: 9, 1, 3), each term
-optionally P2-weighted per sample (Choi et al. 2022; CoSyn uses gamma 0.5 on all three).
+Image and distance follow the Gaussian process of :mod:`.schedule` with an MSE on the heads' target
+(epsilon as in CoSyn, or v); the labels follow the multinomial process of :mod:`.categorical` with its
+variational loss, plus optionally a cross-entropy on the predicted clean labels (D3PM's hybrid loss).
+The total is ``w_image L_image + w_distance L_distance + w_labels L_labels + w_ce L_ce`` (CoSyn's
+code: 9, 1, 3 and no cross-entropy), each term optionally P2-weighted per sample (Choi et al. 2022;
+CoSyn uses gamma 0.5 on all three).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.nn import functional as F
 
 from .categorical import MultinomialDiffusion
 from .schedule import NoiseSchedule, draw_normal, draw_uniform
 
-LOSS_TERMS = ("image", "distance", "labels")
+LOSS_TERMS = ("image", "distance", "labels", "label_ce")
 
 
 class JointDiffusion:
@@ -25,8 +28,9 @@ class JointDiffusion:
     Parameters
     ----------
     config : DiffusionConfig
-        Uses ``timesteps``, ``schedule``, ``loss_weights``, ``p2_gamma``, ``p2_k``, ``drop_text`` and
-        ``drop_points``; their ranges are checked by the config itself.
+        Uses ``timesteps``, ``schedule``, ``prediction``, ``loss_weights``, ``label_ce_weight``,
+        ``p2_gamma``, ``p2_k``, ``drop_text`` and ``drop_points``; their ranges are checked by the
+        config itself.
     n_classes : int
         K, background included.
     """
@@ -34,9 +38,10 @@ class JointDiffusion:
     def __init__(self, config, n_classes: int):
         self.config = config
         self.n_classes = int(n_classes)
-        self.schedule = NoiseSchedule(config.timesteps, config.schedule)
+        self.schedule = NoiseSchedule(config.timesteps, config.schedule, config.prediction)
         self.labels = MultinomialDiffusion(self.schedule, self.n_classes)
-        self.weights = {name: float(getattr(config.loss_weights, name)) for name in LOSS_TERMS}
+        self.weights = {name: float(getattr(config.loss_weights, name)) for name in LOSS_TERMS[:3]}
+        self.weights["label_ce"] = float(config.label_ce_weight)
 
     @property
     def timesteps(self) -> int:
@@ -106,7 +111,8 @@ class JointDiffusion:
         -------
         dict
             ``total`` (the scalar to backpropagate) and the P2-weighted batch means, before the loss weights,
-            ``image``, ``distance``, ``labels`` (see :meth:`label_bound` for the labels' scale).
+            ``image``, ``distance``, ``labels`` (see :meth:`label_bound` for the labels' scale) and
+            ``label_ce`` (nats per pixel; in the total only when ``label_ce_weight > 0``).
         """
         b, h, w = labels.shape
         device = image.device
@@ -144,10 +150,13 @@ class JointDiffusion:
 
         out = model(x_image, x_distance, x_labels, t, cond)
 
+        target_image = self.schedule.target(image, noise_image, t)
+        target_distance = self.schedule.target(distance, noise_distance, t)
         per_sample = {
-            "image": ((out.eps_image.float() - noise_image) ** 2).flatten(1).mean(1),
-            "distance": ((out.eps_distance.float() - noise_distance) ** 2).flatten(1).mean(1),
+            "image": ((out.pred_image.float() - target_image) ** 2).flatten(1).mean(1),
+            "distance": ((out.pred_distance.float() - target_distance) ** 2).flatten(1).mean(1),
             "labels": self.label_bound(labels, x_labels, t, out.label_logits),
+            "label_ce": F.cross_entropy(out.label_logits.float(), labels, reduction="none").flatten(1).mean(1),
         }
         p2 = self.schedule.p2_weight(t, self.config.p2_gamma, self.config.p2_k).to(device)
         losses = {name: (p2 * value).mean() for name, value in per_sample.items()}

@@ -4,8 +4,9 @@ The layout follows CoSyn's (see docs/engine-model.md): the three noisy maps are 
 and summed (image and distance by 1x1 convolutions, label ids by an embedding then a 1x1
 convolution); the centroid point map goes through its own small encoder whose features join the UNet's
 input and are concatenated again before the output heads; the prompt's token states feed
-cross-attention and its pooled vector is added to the timestep embedding. Heads: epsilon for the
-image (3), epsilon for the distance (1), x0 logits for the labels (K).
+cross-attention and its pooled vector is added to the timestep embedding. Heads: the image (3) and
+distance (1) in the parameterisation the diffusion config chooses (epsilon or v), x0 logits for the
+labels (K).
 
 The backbone is diffusers' ``UNet2DConditionModel`` (maintained; widths, levels and attention set by
 :class:`~napari_cosynth.engine.config.ModelConfig`), not a hand-written UNet. The point encoder and
@@ -68,10 +69,11 @@ class Conditions:
 
 @dataclass
 class ModelOutput:
-    """Network predictions: ``eps_image`` (B,3,H,W), ``eps_distance`` (B,1,H,W), ``label_logits`` (B,K,H,W)."""
+    """Network predictions: ``pred_image`` (B,3,H,W), ``pred_distance`` (B,1,H,W) (epsilon or v, as the
+    diffusion config says), ``label_logits`` (B,K,H,W) over the clean labels."""
 
-    eps_image: torch.Tensor
-    eps_distance: torch.Tensor
+    pred_image: torch.Tensor
+    pred_distance: torch.Tensor
     label_logits: torch.Tensor
 
 

@@ -68,8 +68,8 @@ def _as_schedule(schedule) -> NoiseSchedule:
         return NoiseSchedule()
     if isinstance(schedule, NoiseSchedule):
         return schedule
-    # A DiffusionConfig (or anything with its two schedule fields).
-    return NoiseSchedule(schedule.timesteps, schedule.schedule)
+    # A DiffusionConfig (or anything with its schedule fields).
+    return NoiseSchedule(schedule.timesteps, schedule.schedule, getattr(schedule, "prediction", "epsilon"))
 
 
 def _check_mask(mask, name: str, b: int, h: int, w: int, device) -> torch.Tensor | None:
@@ -136,7 +136,7 @@ def _predict(model, x_image, x_distance, x_labels, t: int, cond, guidance: float
     if guidance == 1.0:
         tt = torch.full((b,), t, dtype=torch.long, device=x_labels.device)
         out = model(x_image, x_distance, x_labels, tt, cond)
-        return out.eps_image.float(), out.eps_distance.float(), out.label_logits.float()
+        return out.pred_image.float(), out.pred_distance.float(), out.label_logits.float()
     tt = torch.full((2 * b,), t, dtype=torch.long, device=x_labels.device)
     out = model(
         torch.cat([x_image, x_image]),
@@ -146,7 +146,7 @@ def _predict(model, x_image, x_distance, x_labels, t: int, cond, guidance: float
         cond,
     )
     guided = []
-    for head in (out.eps_image, out.eps_distance, out.label_logits):
+    for head in (out.pred_image, out.pred_distance, out.label_logits):
         c, u = head.float().chunk(2)
         guided.append(u + guidance * (c - u))
     return tuple(guided)
@@ -196,7 +196,8 @@ def sample(
     preview_every : int
         Attach a preview of the x0 prediction every this many steps (0 = never).
     schedule : NoiseSchedule or DiffusionConfig, optional
-        The training noise schedule; T = 1000 cosine (the DiffusionConfig default) when omitted.
+        The training noise schedule and prediction type; T = 1000 cosine, epsilon (the
+        DiffusionConfig default) when omitted.
 
     Yields
     ------
@@ -322,13 +323,13 @@ def _loop(plan: _Plan) -> Generator[SamplerStep, None, SampleOutput]:
     total = len(plan.timesteps)
     for i, t in enumerate(plan.timesteps):
         s = plan.timesteps[i + 1] if i + 1 < total else -1
-        eps_image, eps_distance, logits = _predict(
+        pred_image, pred_distance, logits = _predict(
             plan.model, x_image, x_distance, x_labels, t, plan.cond, plan.guidance
         )
         x_t = torch.cat([x_image, x_distance], dim=1)
-        eps = torch.cat([eps_image, eps_distance], dim=1)
+        pred = torch.cat([pred_image, pred_distance], dim=1)
         noise = draw_normal(x_t.shape, generator, device) if plan.eta > 0 and s >= 0 else None
-        x_s, x0 = plan.schedule.ddim_step(x_t, eps, t, s, eta=plan.eta, noise=noise)
+        x_s, x0 = plan.schedule.ddim_step(x_t, pred, t, s, eta=plan.eta, noise=noise)
         x_image, x_distance = x_s[:, :3], x_s[:, 3:]
         log_post = plan.labels.model_posterior_log_probs(logits, x_labels, t, s)
         x_labels = sample_categorical(log_post, generator)

@@ -41,6 +41,8 @@ def draw_uniform(shape, generator: torch.Generator | None, device) -> torch.Tens
 
 # Names a config may use -> diffusers' beta_schedule names.
 SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
+# Names a config may use -> diffusers' prediction_type names.
+PREDICTIONS = {"epsilon": "epsilon", "v": "v_prediction"}
 
 
 class NoiseSchedule:
@@ -52,6 +54,9 @@ class NoiseSchedule:
         Number of training timesteps T (CoSyn: 1000).
     schedule : str
         ``"cosine"`` (CoSyn's) or ``"linear"`` (Ho et al.'s, for comparison).
+    prediction : str
+        What the Gaussian heads predict: ``"epsilon"`` (the noise, CoSyn's) or ``"v"``
+        (``sqrt(abar) eps - sqrt(1 - abar) x0``).
 
     Attributes
     ----------
@@ -59,7 +64,11 @@ class NoiseSchedule:
         float32 (T,), exactly diffusers' ``DDPMScheduler.alphas_cumprod``.
     """
 
-    def __init__(self, timesteps: int = 1000, schedule: str = "cosine"):
+    def __init__(self, timesteps: int = 1000, schedule: str = "cosine", prediction: str = "epsilon"):
+        if prediction not in PREDICTIONS:
+            raise ConfigError(
+                f"diffusion.prediction: unknown {prediction!r}; choose one of {', '.join(PREDICTIONS)}"
+            )
         if schedule not in SCHEDULES:
             raise ConfigError(
                 f"diffusion.schedule: unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}"
@@ -68,8 +77,11 @@ class NoiseSchedule:
             raise ConfigError(f"diffusion.timesteps: must be an integer >= 2, got {timesteps!r}")
         self.timesteps = timesteps
         self.schedule = schedule
+        self.prediction = prediction
         self.ddpm = DDPMScheduler(
-            num_train_timesteps=timesteps, beta_schedule=SCHEDULES[schedule], prediction_type="epsilon"
+            num_train_timesteps=timesteps,
+            beta_schedule=SCHEDULES[schedule],
+            prediction_type=PREDICTIONS[prediction],
         )
         self.alphas_cumprod = self.ddpm.alphas_cumprod.clone()
         # Index t + 1, so that s = -1 (the data itself, alpha-bar 1) needs no special case.
@@ -88,6 +100,24 @@ class NoiseSchedule:
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward Gaussian process q(x_t | x_0) at per-sample timesteps ``t`` (B,), via diffusers."""
         return self.ddpm.add_noise(x0, noise, t.to(x0.device))
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the Gaussian heads are trained to output for clean ``x0`` noised with ``noise`` at ``t``."""
+        if self.prediction == "v":
+            return self.ddpm.get_velocity(x0, noise, t.to(x0.device))
+        return noise
+
+    def x0_from(self, x_t: torch.Tensor, prediction: torch.Tensor, t: int) -> torch.Tensor:
+        """The clean sample a head's ``prediction`` at timestep ``t`` implies (not clipped).
+
+        From v it is a weighted sum, exact at every t; from epsilon it divides by sqrt(abar_t), which
+        blows any error up at the noisiest steps (abar_{T-1} ~ 1e-9 for the cosine schedule).
+        """
+        abar = float(self._abar_ext[t + 1])
+        if self.prediction == "v":
+            # x_t = sqrt(abar) x0 + sqrt(1 - abar) eps and v = sqrt(abar) eps - sqrt(1 - abar) x0
+            return abar**0.5 * x_t - (1.0 - abar) ** 0.5 * prediction
+        return (x_t - (1.0 - abar) ** 0.5 * prediction) / abar**0.5
 
     def p2_weight(self, t: torch.Tensor, gamma: float, k: float = 1.0) -> torch.Tensor:
         """P2 loss weight (Choi et al. 2022): ``1 / (k + SNR(t)) ** gamma``, SNR = abar / (1 - abar).
@@ -119,7 +149,7 @@ class NoiseSchedule:
     def ddim_step(
         self,
         x_t: torch.Tensor,
-        eps: torch.Tensor,
+        prediction: torch.Tensor,
         t: int,
         s: int,
         eta: float = 0.0,
@@ -131,8 +161,8 @@ class NoiseSchedule:
         ----------
         x_t : torch.Tensor
             Noisy sample at ``t``.
-        eps : torch.Tensor
-            Predicted noise.
+        prediction : torch.Tensor
+            The model's output in this schedule's parameterisation (noise, or v).
         t, s : int
             Current and target timestep.
         eta : float
@@ -149,8 +179,7 @@ class NoiseSchedule:
             raise ValueError(f"a reverse step needs -1 <= s < t < {self.timesteps}, got t={t}, s={s}")
         abar_t = float(self._abar_ext[t + 1])
         abar_s = float(self._abar_ext[s + 1])
-        x0 = (x_t - (1.0 - abar_t) ** 0.5 * eps) / abar_t**0.5
-        x0 = x0.clamp(-1.0, 1.0)
+        x0 = self.x0_from(x_t, prediction, t).clamp(-1.0, 1.0)
         # Noise direction recomputed from the clipped x0, so that x0 and eps stay consistent; this is
         # what makes eta = 1 coincide with the DDPM posterior mean (diffusers: use_clipped_model_output).
         eps = (x_t - abar_t**0.5 * x0) / (1.0 - abar_t) ** 0.5

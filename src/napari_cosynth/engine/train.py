@@ -63,7 +63,8 @@ LOSS_LOG = "loss.csv"
 SAMPLES = "samples"
 RUN_CONFIG = "config.yaml"
 MIXED_PRECISION = ("no", "bf16", "fp16")
-_LOSS_COLUMNS = ("step", "loss", "image", "distance", "labels", "grad_norm", "lr", "seconds_per_step")
+_LOSS_COLUMNS = ("step", "loss", "image", "distance", "labels", "label_ce", "grad_norm", "lr",
+                 "seconds_per_step")
 # Seed-derivation tags: each kind of per-step randomness gets its own stream.
 _STEP_STREAM = 0x57E9
 _GRID_STREAM = 0x6E1D
@@ -169,21 +170,22 @@ class Trainer:
     tests and tools.
     """
 
-    def __init__(self, config, out_dir, *, resume: bool = False, steps: int | None = None, device=None):
+    def __init__(self, config, out_dir, *, resume: bool = False, steps: int | None = None, device=None,
+                 init_from=None):
         self.config = config
         self.out = Path(out_dir)
         tc = config.train
         self.total = _check_train_config(tc, steps)
         self.ctx: DistributedContext = init_distributed(device)
         try:
-            self._setup(resume)
+            self._setup(resume, init_from)
         except BaseException:
             shutdown(self.ctx)
             raise
 
     # ---- setup
 
-    def _setup(self, resume: bool) -> None:
+    def _setup(self, resume: bool, init_from) -> None:
         from .joint import JointDiffusion
         from .model import CoSynNet
 
@@ -218,6 +220,9 @@ class Trainer:
         self.magnification = (config.data.magnification if config.data.magnification is not None
                               else _magnification(self.data_summary))
 
+        if init_from is not None and saved is None:
+            # A resumed run already holds its own weights; the donor only seeds a fresh run.
+            self._init_weights(model, init_from)
         self.device = ctx.device
         self.model = model.to(self.device)
         self.diffusion = JointDiffusion(config.diffusion, vocabulary.n_classes)
@@ -239,6 +244,22 @@ class Trainer:
             self._load(saved)
             self.notes.append(f"resumed from {existing}")
         self.module = wrap_model(_LossModule(self.model, self.diffusion), ctx)
+
+    def _init_weights(self, model, source) -> None:
+        """Start from the weights of a saved model (fine-tuning): same architecture, fresh optimiser."""
+        from .checkpoint import load_model, resolve_model
+
+        donor, _ = load_model(resolve_model(source))
+        theirs, ours = donor.state_dict(), model.state_dict()
+        misfit = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
+        if misfit or donor.n_classes != model.n_classes:
+            raise ConfigError(
+                f"init from {source}: its architecture differs from the configured one ({len(misfit)} "
+                f"tensors differ, e.g. {misfit[:2]}; {donor.n_classes} vs {model.n_classes} classes). "
+                "Use that model's own model and text sections (its config.json) in the config"
+            )
+        model.load_state_dict({k: theirs[k].to(ours[k].dtype) for k in ours})
+        self.notes.append(f"initialised from the weights of {source}")
 
     def _load(self, saved: dict) -> None:
         tc = self.config.train
@@ -350,7 +371,7 @@ class Trainer:
             shutil.rmtree(stale, ignore_errors=True)
 
     def _log(self, losses: dict, seconds: float) -> None:
-        keys = ("total", "image", "distance", "labels", "grad_norm")
+        keys = ("total", "image", "distance", "labels", "label_ce", "grad_norm")
         row = [self.step] + [f"{losses.get(k, float('nan')):.6g}" for k in keys]
         row += [f"{self.optimizer.param_groups[0]['lr']:.6g}", f"{seconds:.4f}"]
         with open(self.out / LOSS_LOG, "a") as fh:
@@ -526,8 +547,8 @@ def _check_same_run(saved: dict, current: dict, out: Path) -> None:
             )
 
 
-def train(config, out_dir, *, resume: bool = False, steps: int | None = None, device=None
-          ) -> Generator[TrainProgress, None, None]:
+def train(config, out_dir, *, resume: bool = False, steps: int | None = None, device=None,
+          init_from=None) -> Generator[TrainProgress, None, None]:
     """Train (or continue training) a joint model; a generator yielding progress after every step.
 
     Parameters
@@ -544,6 +565,10 @@ def train(config, out_dir, *, resume: bool = False, steps: int | None = None, de
         before a resume).
     device : str or torch.device, optional
         None or "auto": this process's CUDA GPU if there is one (then MPS, then the CPU).
+    init_from : str or path, optional
+        A saved model (``"default"`` or a checkpoint folder) whose weights start a new run, for
+        fine-tuning on another dataset; the configured model and text sections must match it.
+        Ignored when resuming a run that has checkpoints.
 
     Returns
     -------
@@ -557,4 +582,4 @@ def train(config, out_dir, *, resume: bool = False, steps: int | None = None, de
         Bad values, classes that do not match the data, a crop larger than the images, a resume
         with a changed configuration, or a new run in a folder that holds one.
     """
-    return Trainer(config, out_dir, resume=resume, steps=steps, device=device).run()
+    return Trainer(config, out_dir, resume=resume, steps=steps, device=device, init_from=init_from).run()
