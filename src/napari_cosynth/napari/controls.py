@@ -1,7 +1,8 @@
 """The widget's controls, by their stable names (``docs/napari.md`` documents each).
 
 Kept apart from the behaviour in :mod:`.widget` so the names, defaults and ranges that scripts and
-tests rely on are listed in one place.
+tests rely on are listed in one place, next to how the sampler controls become the engine's arguments
+(the same for a new run and a re-synthesis).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from magicgui.widgets import (
 )
 
 from ..engine.device import DEVICE_CHOICES
+from ..errors import CosynthError
 from .models import DEFAULT_MODEL
 
 REPLACE, ADD = "replace previous run", "add new layers"
 RANDOM_SEED = "random"
+N_PREVIEWS = 10  # live previews per run
 
 
 def _info(name: str) -> Label:
@@ -73,3 +76,28 @@ def build_controls(points_choices) -> Container:
         PushButton(name="export", text="export pair"),
         _info("export_info"),
     ])
+
+
+def parse_seed(value) -> int | None:
+    """The ``seed`` control's text as a seed; None for a random one (raises CosynthError)."""
+    text = str(value).strip().lower()
+    if text in ("", RANDOM_SEED):
+        return None
+    try:
+        seed = int(text)
+    except ValueError:
+        raise CosynthError(f"seed must be a whole number or '{RANDOM_SEED}', got {text!r}") from None
+    if seed < 0:
+        raise CosynthError(f"seed must be >= 0, got {seed}")
+    return seed
+
+
+def sampler_kwargs(controls: Container) -> dict:
+    """The sampler, steps, guidance, seed and device controls as keyword arguments of the engine."""
+    steps = int(controls["steps"].value)
+    sampler = controls["sampler"].value
+    return {
+        "sampler": sampler, "steps": steps if sampler == "fast" else None,
+        "guidance": float(controls["guidance"].value), "seed": parse_seed(controls["seed"].value),
+        "device": controls["device"].value, "preview_every": max(1, steps // N_PREVIEWS),
+    }

@@ -3,9 +3,11 @@
 The widget holds no generation logic. It converts napari layers to the core's types
 (:mod:`.points`, :mod:`.layers`), runs the engine's progress generators in a thread worker
 (:mod:`.worker`), shows results as runs of four layers (:mod:`.runs`) and writes curated pairs with
-the folder writer (:mod:`.export`). Torch is imported only in worker threads, so opening the widget
-never blocks the viewer. Control names are stable (``widget.generate``, ``widget.seed``...) so that
-scripts and tests can drive it; ``docs/napari.md`` lists them.
+the folder writer (:mod:`.export`). What follows the user's choices by itself, the model being
+loaded (:mod:`.model_slot`) and the layout being drawn (:mod:`.layout_tracker`), lives in two helpers
+the widget owns; here are the container, the buttons and the runs. Torch is imported only in worker
+threads, so opening the widget never blocks the viewer. Control names are stable (``widget.generate``,
+``widget.seed``...) so that scripts and tests can drive it; ``docs/napari.md`` lists them.
 """
 
 from __future__ import annotations
@@ -13,20 +15,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtWidgets import QMessageBox, QVBoxLayout, QWidget
 
 from ..errors import CosynthError
-from .controls import RANDOM_SEED, REPLACE, build_controls
+from .controls import REPLACE, build_controls, parse_seed, sampler_kwargs
 from .export import export_pair
-from .layers import role_of
-from .models import DEFAULT_MODEL, LoadedModel, ModelCache, model_path
-from .points import (
-    describe_layout,
-    points_from_layer,
-    points_layer_kwargs,
-    set_default_class,
-)
+from .layout_tracker import LayoutTracker, points_layers
+from .model_slot import ModelSlot
+from .models import LoadedModel, ModelCache
 from .prompting import PromptBox
 from .runs import (
     Run,
@@ -37,11 +33,9 @@ from .runs import (
     replace_run,
     update_meta,
 )
-from .worker import Runner, call_in_thread, describe_error
+from .worker import Runner, describe_error
 
 log = logging.getLogger(__name__)
-
-N_PREVIEWS = 10  # live previews per run
 
 
 class CoSynthWidget(QWidget):
@@ -51,46 +45,33 @@ class CoSynthWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.models = ModelCache()
-        self.loaded: LoadedModel | None = None
         self.runs: list[Run] = []
-        self._loaders = []
-        self._watched = None
-        self._setting = False  # True while the widget sets a control itself
-        self._size_from_user = False
         self._counter = 0
         # Asked before a new run replaces layers the user edited; tests substitute an answer.
         self.confirm = self._ask
         self._build()
         self.runner = Runner(self.viewer, status=self.status, on_busy=self._set_busy,
                              on_error=self.notify_error)
+        self.model_slot = ModelSlot(self.controls, self.models, on_error=self.notify_error)
+        self.layout_tracker = LayoutTracker(self.viewer, self.controls, self.prompter, self.model_slot)
+        self.model_slot.on_ready = self.layout_tracker.adopt
         self._connect()
-        self._on_layers_changed()
-        self._on_model_changed()
+        self.model_slot.load_chosen()
 
     # ---------------------------------------------------------------------------------------- build
 
     def _build(self) -> None:
-        self.controls = build_controls(self._points_choices)
+        self.controls = build_controls(lambda _widget=None: points_layers(self.viewer))
         for control in self.controls:  # widget.generate, widget.seed, ... (stable names)
             setattr(self, control.name, control)
         self.prompter = PromptBox(self.prompt, self.prompt_info)
-        self.prompter.refill = self._refresh_prompt
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.controls.native)
 
     def _connect(self) -> None:
-        events = self.viewer.layers.events
-        events.inserted.connect(self._on_layers_changed)
-        events.removed.connect(self._on_layers_changed)
-        events.inserted.connect(self._on_layer_inserted)
-        self.points_layer.changed.connect(self._on_points_layer)
-        self.new_points_layer.changed.connect(self._guard(self._on_new_points_layer))
-        self.point_class.changed.connect(self._on_point_class)
-        self.tissue.changed.connect(self._refresh_prompt)
-        self.model.changed.connect(self._on_model_changed)
-        self.height.changed.connect(self._on_size_edited)
-        self.width.changed.connect(self._on_size_edited)
+        """The buttons; the model slot and the layout tracker follow their own controls."""
+        self.new_points_layer.changed.connect(self._guard(self.layout_tracker.new_points_layer))
         self.generate.changed.connect(self._guard(self._on_generate))
         self.cancel.changed.connect(lambda *_: self.runner.cancel())
         self.recompute_instances.changed.connect(self._guard(self._on_recompute))
@@ -109,207 +90,34 @@ class CoSynthWidget(QWidget):
 
         return run
 
-    # ----------------------------------------------------------------------------------- the model
+    # ------------------------------------------------------------------- the model and the layout
 
-    def _on_model_changed(self, *_) -> None:
-        spec = model_path(self.model.value)
-        self.loaded = None
-        cached = self.models.get(spec)
-        if cached is not None:
-            self._model_ready(cached)
-            return
-        self.model_info.value = f"loading model {spec}..."
-        holder = []
-        worker = call_in_thread(
-            lambda: self.models.load(spec),
-            on_result=self._model_ready,
-            on_error=lambda err: self._model_failed(spec, err),
-            on_finished=lambda: self._loaders.remove(holder[0]),
-        )
-        holder.append(worker)
-        self._loaders.append(worker)
-
-    def _model_ready(self, loaded: LoadedModel) -> None:
-        if model_path(self.model.value) != loaded.spec:
-            return  # the user picked another model while this one loaded
-        self.loaded = loaded
-        self._setting = True
-        try:
-            self.point_class.choices = list(loaded.vocabulary.nucleus_classes)
-            self.tissue.choices = list(loaded.tissues) or ["unknown"]
-            for box in (self.height, self.width):
-                box.step = max(1, loaded.size_multiple)
-            self.steps.max = loaded.timesteps
-            if loaded.patch_size and not self._size_from_user and not self._reference_image():
-                self.height.value = self.width.value = loaded.patch_size
-        finally:
-            self._setting = False
-        self.prompter.context_length = int(getattr(loaded.model.text, "context_length", 77))
-        self.model_info.value = loaded.summary()
-        if self.device.value == "auto":
-            self.device_info.value = f"auto: {loaded.auto_device}"
-        self._refresh_layout()
-        self._refresh_prompt()
-
-    def _model_failed(self, spec: str, err: BaseException) -> None:
-        if model_path(self.model.value) != spec:
-            return
-        self.model_info.value = "no model loaded"
-        hint = "; meanwhile choose a checkpoint folder in 'model'" if spec == DEFAULT_MODEL else ""
-        self.notify_error(describe_error(err) + hint)
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The chosen model once loaded (None while it loads, or when it failed)."""
+        return self.model_slot.loaded
 
     def require_model(self) -> LoadedModel:
-        if self.loaded is None:
-            raise CosynthError(
-                f"the model {model_path(self.model.value)!r} is not loaded (yet): wait for it to "
-                "load, or choose a checkpoint folder in 'model'"
-            )
-        return self.loaded
-
-    # ---------------------------------------------------------------------------------- the layout
-
-    def _points_choices(self, _widget=None):
-        from napari.layers import Points
-
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Points)]
-
-    def _on_layers_changed(self, *_) -> None:
-        self.points_layer.reset_choices()
-        if self._watched is not None and self._watched not in self.viewer.layers:
-            self._watch(None)
-        if self._watched is None and self.points_layer.value is not None:
-            self._watch(self.points_layer.value)
-        self._refresh_layout()
-
-    def _on_layer_inserted(self, event) -> None:
-        """A reference image opened by the user sets the canvas size (unless the user set one)."""
-        layer = event.value
-        if self._size_from_user or layer is not self._reference_image():
-            return
-        self._setting = True
-        try:
-            self.height.value, self.width.value = (int(v) for v in layer.data.shape[:2])
-        finally:
-            self._setting = False
-
-    def _reference_image(self):
-        from napari.layers import Image
-
-        for layer in self.viewer.layers:
-            if isinstance(layer, Image) and role_of(layer.metadata) is None and not layer.multiscale:
-                return layer
-        return None
-
-    def _on_size_edited(self, *_) -> None:
-        if not self._setting:
-            self._size_from_user = True
-        self._refresh_layout()
-
-    def _on_points_layer(self, layer) -> None:
-        self._watch(layer)
-        self._refresh_layout()
-        self._refresh_prompt()
-
-    def _watch(self, layer) -> None:
-        if self._watched is not None:
-            self._watched.events.data.disconnect(self._on_points_edited)
-        self._watched = layer
-        if layer is not None:
-            layer.events.data.connect(self._on_points_edited)
-
-    def _on_points_edited(self, *_) -> None:
-        self._refresh_layout()
-        self._refresh_prompt()
-
-    def _on_new_points_layer(self) -> None:
-        vocabulary = self.require_model().vocabulary
-        names = {layer.name for layer in self.viewer.layers}
-        name = next(n for n in (f"layout {k}" if k else "layout" for k in range(1000)) if n not in names)
-        kwargs = points_layer_kwargs(vocabulary, self.point_class.value, name=name)
-        layer = self.viewer.add_points(np.zeros((0, 2)), **kwargs)
-        layer.mode = "add"
-        self.points_layer.value = layer
-
-    def _on_point_class(self, name) -> None:
-        layer = self.points_layer.value
-        if name and layer is not None and not self._setting:
-            set_default_class(layer, name)
-            self._refresh_prompt()
+        return self.model_slot.require_model()
 
     def layout_points(self):
         """The chosen layer's points as a PointTable of the model's classes (raises CosynthError)."""
-        layer = self.points_layer.value
-        if layer is None:
-            raise CosynthError("no points layer: click 'new points layer' and click nuclei into it")
-        return points_from_layer(layer, self.require_model().vocabulary)
+        return self.layout_tracker.points()
 
     def canvas(self) -> tuple[int, int]:
-        return int(self.height.value), int(self.width.value)
-
-    def _refresh_layout(self, *_) -> None:
-        if self.loaded is None or self.points_layer.value is None:
-            self.layout_info.value = "" if self.loaded is None else "no points layer"
-            return
-        try:
-            self.layout_info.value = describe_layout(self.layout_points(), self.loaded.vocabulary,
-                                                     self.canvas())
-        except CosynthError as err:
-            self.layout_info.value = str(err)
-
-    # ---------------------------------------------------------------------------------- the prompt
-
-    def _refresh_prompt(self, *_) -> None:
-        """Fill the prompt from the layout's classes and the tissue, unless the user wrote one."""
-        if self.loaded is None:
-            return
-        try:
-            points = self.layout_points()
-        except CosynthError:
-            self.prompter.check()
-            return
-        loaded = self.loaded
-        self.prompter.fill(points, loaded.vocabulary, self.tissue.value, loaded.prompt_style,
-                           loaded.staining)
+        return self.layout_tracker.canvas()
 
     # --------------------------------------------------------------------------------- generation
 
     def seed_value(self) -> int | None:
-        text = str(self.seed.value).strip().lower()
-        if text in ("", RANDOM_SEED):
-            return None
-        try:
-            seed = int(text)
-        except ValueError:
-            raise CosynthError(f"seed must be a whole number or '{RANDOM_SEED}', got {text!r}") from None
-        if seed < 0:
-            raise CosynthError(f"seed must be >= 0, got {seed}")
-        return seed
-
-    def _sampler_kwargs(self) -> dict:
-        steps = int(self.steps.value)
-        return {
-            "sampler": self.sampler.value, "steps": steps if self.sampler.value == "fast" else None,
-            "guidance": float(self.guidance.value), "seed": self.seed_value(),
-            "device": self.device.value, "preview_every": max(1, steps // N_PREVIEWS),
-        }
+        return parse_seed(self.seed.value)
 
     def _on_generate(self) -> None:
         if self.busy:
             return
         loaded = self.require_model()
-        points = self.layout_points()
-        if len(points) == 0:
-            raise CosynthError(
-                f"points layer {self.points_layer.value.name!r} is empty: click nuclei into it first"
-            )
-        shape = self.canvas()
-        outside = int(points.outside(shape).sum())
-        if outside:
-            raise CosynthError(
-                f"{outside} of {len(points)} points lie outside the {shape[0]}x{shape[1]} canvas; "
-                "move them onto it or enlarge height/width"
-            )
-        kwargs = dict(self._sampler_kwargs(), prompt=self.prompter.text(), tissue=self.tissue.value)
+        points, shape = self.layout_tracker.points_for_run()
+        kwargs = dict(sampler_kwargs(self.controls), prompt=self.prompter.text(), tissue=self.tissue.value)
         target = self._replace_target()
         number = self._next_run_number()
         name = f"cosynth {number}"
@@ -398,7 +206,7 @@ class CoSynthWidget(QWidget):
         pair, edited = consistent_pair(run)
         if edited:  # the classes may have changed: let the engine build the prompt from them
             pair = pair.with_(provenance={k: v for k, v in pair.provenance.items() if k != "prompt"})
-        kwargs = dict(self._sampler_kwargs(), tissue=self.tissue.value)
+        kwargs = dict(sampler_kwargs(self.controls), tissue=self.tissue.value)
 
         def make():
             from ..engine.generate import resynthesize
