@@ -1,4 +1,4 @@
-"""cosynth evaluate adherence / fid / grid: argument parsing for the evaluation suite.
+"""cosynth evaluate adherence / fid / grid (and downstream): argument parsing for the evaluation suite.
 
 The measurements live in :mod:`napari_cosynth.evaluate`; handlers here only parse, drive the core
 generators with a progress bar and print. Definitions and outputs: docs/evaluation.md.
@@ -51,6 +51,10 @@ def register(subparsers) -> None:
     p.add_argument("--pairs-per-layout", type=int, default=2, help="generated pairs per row")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_grid)
+
+    from .cli_downstream import register as register_downstream
+
+    register_downstream(subparsers)
 
 
 def _generation_kwargs(args) -> dict:

@@ -31,10 +31,13 @@ class DatasetLayouts(LayoutSource):
 
     A sample larger than the canvas contributes a canvas-sized window at a position drawn from the
     pair's seed (so cycling through a small split still gives varied layouts); a smaller one keeps
-    its points in the top-left corner. Classes must be ids of the model's vocabulary.
+    its points in the top-left corner. Classes must be ids of the model's vocabulary. With
+    ``samples`` (names) only those samples are cycled through, in that order: a subset of a split
+    without copying its files.
     """
 
-    def __init__(self, path, format: str, shape, magnification: float, vocabulary: Vocabulary):
+    def __init__(self, path, format: str, shape, magnification: float, vocabulary: Vocabulary,
+                 samples=None):
         from ..data.registry import open_dataset
 
         self.path, self.format = str(path), format
@@ -43,10 +46,14 @@ class DatasetLayouts(LayoutSource):
         self.dataset = open_dataset(path, format, magnification=magnification)
         if len(self.dataset) == 0:
             raise CosynthError(f"{path}: the {format} dataset holds no samples to take layouts from")
+        if samples is not None and not len(samples):
+            raise CosynthError(f"{path}: the list of samples to take layouts from is empty")
+        self.samples = None if samples is None else [str(s) for s in samples]
+        self.indices = range(len(self.dataset)) if samples is None else self.dataset.indices_of(samples)
         self._checked_vocabulary = False
 
     def layout(self, index: int, seed: int) -> PointTable:
-        sample = self.dataset[index % len(self.dataset)]
+        sample = self.dataset[self.indices[index % len(self.indices)]]
         if not self._checked_vocabulary:
             if sample.vocabulary.names != self.vocabulary.names:
                 raise CosynthError(
@@ -58,8 +65,11 @@ class DatasetLayouts(LayoutSource):
         return window(sample.point_table(), sample.shape, self.shape, np.random.default_rng(seed))
 
     def describe(self) -> dict:
-        return {"kind": "dataset", "path": self.path, "format": self.format,
-                "samples": len(self.dataset)}
+        described = {"kind": "dataset", "path": self.path, "format": self.format,
+                     "samples": len(self.indices)}
+        if self.samples is not None:
+            described["subset"] = self.samples  # part of the recipe: another subset, other pairs
+        return described
 
 
 def window(points: PointTable, source_shape, shape, rng: np.random.Generator) -> PointTable:

@@ -52,6 +52,23 @@ class LazyDataset(Sequence):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.format} {str(self.root)!r}: {len(self)} samples>"
 
+    def indices_of(self, names) -> list[int]:
+        """Positions of the samples called ``names``, in the order given.
+
+        Lets a caller work on a subset of a split by name (names survive files being added to the
+        folder, positions do not). An unknown name is a :class:`DatasetError` naming it.
+        """
+        position = {name: i for i, name in enumerate(self.names)}
+        names = [str(n) for n in names]
+        missing = [n for n in names if n not in position]
+        if missing:
+            raise DatasetError(
+                self.root,
+                f"holds no sample called {missing[0]!r} ({len(missing)} of the {len(names)} names asked "
+                "for are unknown); the subset was chosen from another version of this folder",
+            )
+        return [position[n] for n in names]
+
     def _read(self, i: int) -> Sample:
         raise NotImplementedError
 

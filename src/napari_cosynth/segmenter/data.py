@@ -11,6 +11,7 @@ in the checkpoint, so a resumed run draws exactly the crops a straight run would
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,9 @@ class Pool:
         return len(self.images)
 
 
-def load_pool(path: str | Path, format: str, magnification: float | None = None) -> Pool:
-    """Read every sample of a dataset with its semantic and distance targets.
+def load_pool(path: str | Path, format: str, magnification: float | None = None,
+              samples: Sequence[str] | None = None) -> Pool:
+    """Read every sample of a dataset (or the named ones) with its semantic and distance targets.
 
     Parameters
     ----------
@@ -55,6 +57,9 @@ def load_pool(path: str | Path, format: str, magnification: float | None = None)
         The dataset (any format :func:`napari_cosynth.data.registry.open_dataset` reads).
     magnification
         Resample to this magnification first (None: keep the dataset's own).
+    samples
+        Names of the samples to read (a subset of the split, read in place, nothing copied);
+        None reads them all.
 
     Raises
     ------
@@ -67,9 +72,12 @@ def load_pool(path: str | Path, format: str, magnification: float | None = None)
     dataset = open_dataset(path, format, magnification=magnification)
     if len(dataset) == 0:
         raise DatasetError(path, f"holds no {format} samples to train on")
+    if samples is not None and not len(samples):
+        raise DatasetError(path, "the list of samples to train on is empty; name at least one")
+    indices = range(len(dataset)) if samples is None else dataset.indices_of(samples)
     images, semantic, distance = [], [], []
     vocabulary = mag = None
-    for sample in dataset:
+    for sample in (dataset[i] for i in indices):
         if not sample.has_masks or sample.image is None:
             raise DatasetError(
                 path,

@@ -98,6 +98,7 @@ def train_segmenter(
     *,
     magnification: float | None = None,
     extras: list[tuple[str | Path, str]] = (),
+    samples: list[str] | None = None,
     steps: int | None = None,
     resume: bool = False,
     seed: int | None = None,
@@ -118,6 +119,9 @@ def train_segmenter(
     extras
         ``(path, format)`` of extra datasets (e.g. synthetic pairs) mixed in with
         ``config.extra_ratio``.
+    samples
+        Train on these samples of ``data`` only (names, as the reader lists them); recorded in
+        ``run.json``, so a resume must name the same ones. None: the whole dataset.
     steps, seed
         Override ``config.steps`` / ``config.seed``.
     resume
@@ -159,10 +163,13 @@ def train_segmenter(
         "extras": [{"path": str(p), "format": f} for p, f in extras],
         "magnification": magnification,
     }
+    if samples is not None:
+        # Only when given, so that run.json of whole-dataset runs keeps its earlier shape.
+        record["data"]["samples"] = [str(s) for s in samples]
     if resume:
         _check_same_run(out, record)
 
-    real = load_pool(data, format, magnification)
+    real = load_pool(data, format, magnification, samples)
     extra_pools = [load_pool(p, f, magnification if magnification is not None else real.magnification)
                    for p, f in extras]
     for pool in extra_pools:

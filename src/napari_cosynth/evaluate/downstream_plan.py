@@ -1,0 +1,228 @@
+"""What the downstream experiment runs: its settings, the nested training subsets, and plan.json checks.
+
+Kept apart from :mod:`.downstream` (which trains, generates and scores) because these parts decide
+*which* runs are comparable: every arm and seed of a fraction must see the same training samples, a
+smaller fraction's samples must lie inside a larger one's, and a rerun into the same folder must not
+change any setting that moves the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CosynthError
+
+ARMS = ("real", "augment", "synthetic")
+LAYOUT_KINDS = ("real", "generated")
+PLAN_FILE = "plan.json"
+# Plan settings that decide a run's numbers: a rerun into the same folder with any of them changed would
+# mix incomparable runs in one table. Fractions, seeds and arms may change (more seeds, another fraction).
+_FIXED = ("train", "test", "format", "test_format", "magnification", "subset_seed", "tile_pattern",
+          "layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps", "guidance",
+          "fit_iterations", "steps", "segmenter", "model_id", "canvas")
+# Settings that a rerun without --model (real and augment arms only) leaves open: the earlier run's stand.
+_FROM_MODEL = ("magnification", "model_id", "canvas")
+
+
+@dataclass(frozen=True)
+class DownstreamPlan:
+    """What the experiment trains and scores (see docs/downstream.md for each setting).
+
+    Attributes
+    ----------
+    train, test, format, test_format
+        The real training split and the test split (``test_format`` defaults to ``format``).
+    magnification
+        Resample real data to this magnification (None: the joint model's, else the data's own).
+    fractions, seeds, arms
+        Shares of the training split in (0, 1], segmenter seeds, arms of :data:`ARMS`.
+    subset_seed, tile_pattern
+        The subset of a fraction: tiles in a fixed random order drawn with ``subset_seed``, the first
+        ``round(fraction * tiles)`` of them (at least 1). A tile is a sample, or with ``tile_pattern``
+        (a regular expression on sample names, its first group the tile) all samples cut from one tile.
+    layouts, jitter, synthetic_pairs, synthetic_seed
+        Synthetic pairs per fraction: from the subset's own point tables (``real``, each centroid moved
+        by ``jitter`` px of Gaussian noise) or from a layout model fitted on the subset
+        (``generated``); ``synthetic_pairs`` of them (None: as many as the subset has samples),
+        bulk base seed ``synthetic_seed``.
+    sampler, sampler_steps, guidance, fit_iterations
+        Joint-model sampler settings; simulation rounds of the layout model fit.
+    segmenter_steps
+        Optimisation steps of every run (None: the segmenter config's ``steps``).
+    """
+
+    train: str
+    test: str
+    format: str
+    test_format: str | None = None
+    magnification: float | None = None
+    fractions: tuple[float, ...] = (1.0, 0.25, 0.1)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    arms: tuple[str, ...] = ARMS
+    subset_seed: int = 0
+    tile_pattern: str | None = None
+    layouts: str = "real"
+    jitter: float = 0.0
+    synthetic_pairs: int | None = None
+    synthetic_seed: int = 0
+    sampler: str = "fast"
+    sampler_steps: int | None = None
+    guidance: float = 2.0
+    fit_iterations: int = 4
+    segmenter_steps: int | None = None
+
+    def __post_init__(self):
+        fractions = tuple(float(f) for f in self.fractions)
+        bad = [f for f in fractions if not (0.0 < f <= 1.0)]
+        if not fractions or bad:
+            raise CosynthError(f"fractions must lie in (0, 1], e.g. 1 0.25 0.1; got {list(self.fractions)}")
+        seeds = tuple(self.seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise CosynthError(f"seeds must be whole numbers >= 0, got {list(self.seeds)}")
+        unknown = [a for a in self.arms if a not in ARMS]
+        if not self.arms or unknown:
+            raise CosynthError(f"unknown arm {unknown[0] if unknown else None!r}; choose from {', '.join(ARMS)}")
+        for name, values in (("fractions", fractions), ("seeds", seeds), ("arms", tuple(self.arms))):
+            if len(set(values)) != len(values):
+                raise CosynthError(f"{name} lists a value twice: {list(values)}")
+        if self.layouts not in LAYOUT_KINDS:
+            raise CosynthError(f"--layouts must be one of {', '.join(LAYOUT_KINDS)}, got {self.layouts!r}")
+        if self.jitter < 0:
+            raise CosynthError(f"--jitter must be >= 0 pixels, got {self.jitter}")
+        if self.synthetic_pairs is not None and self.synthetic_pairs < 1:
+            raise CosynthError(f"--synthetic-pairs must be at least 1, got {self.synthetic_pairs}")
+        if self.segmenter_steps is not None and self.segmenter_steps < 1:
+            raise CosynthError(f"--segmenter-steps must be at least 1, got {self.segmenter_steps}")
+        if self.subset_seed < 0 or self.synthetic_seed < 0 or self.fit_iterations < 0:
+            raise CosynthError("--subset-seed, --synthetic-seed and --fit-iterations must be >= 0")
+        object.__setattr__(self, "fractions", fractions)
+        object.__setattr__(self, "seeds", seeds)
+        object.__setattr__(self, "arms", tuple(self.arms))
+        object.__setattr__(self, "test_format", self.test_format or self.format)
+
+
+# ------------------------------------------------------------------------------------------ subsets
+
+
+def subset_size(fraction: float, n_tiles: int) -> int:
+    """Tiles in the subset of ``fraction``: ``round(fraction * n_tiles)`` (halves up), at least 1."""
+    return max(1, min(n_tiles, math.floor(fraction * n_tiles + 0.5)))
+
+
+def group_tiles(names: Sequence[str], tile_pattern: str | None = None) -> dict[str, list[str]]:
+    """Sample names by tile, in order of first appearance.
+
+    Without a pattern every sample is its own tile; with one, a sample's tile is the first group of
+    ``re.search(tile_pattern, name)`` (the whole match if the pattern has no group).
+    """
+    if tile_pattern is None:
+        return {n: [n] for n in names}
+    try:
+        pattern = re.compile(tile_pattern)
+    except re.error as err:
+        raise CosynthError(f"--tile-pattern {tile_pattern!r} is not a regular expression ({err})") from None
+    tiles: dict[str, list[str]] = {}
+    for name in names:
+        match = pattern.search(name)
+        if match is None:
+            raise CosynthError(
+                f"sample {name!r} does not match --tile-pattern {tile_pattern!r}; give a pattern every "
+                r"sample name matches (CoNSeP patches: '^train_(\d+)_') or leave it out"
+            )
+        tiles.setdefault(match.group(1) if pattern.groups else match.group(0), []).append(name)
+    return tiles
+
+
+def choose_subsets(names: Sequence[str], fractions: Sequence[float], *, seed: int = 0,
+                   tile_pattern: str | None = None) -> dict[float, list[str]]:
+    """The training samples of each fraction: whole tiles, nested, the same for every arm and seed.
+
+    Parameters
+    ----------
+    names
+        Sample names of the training split, in the reader's order.
+    fractions
+        Shares in (0, 1].
+    seed
+        Seed of the one random order of the tiles; a fraction takes its first
+        :func:`subset_size` tiles, so a smaller fraction's tiles are inside a larger one's.
+    tile_pattern
+        See :func:`group_tiles`.
+
+    Returns
+    -------
+    dict
+        fraction -> sample names, in the reader's order.
+    """
+    if not names:
+        raise CosynthError("the training split holds no samples to choose a subset from")
+    tiles = group_tiles(names, tile_pattern)
+    keys = list(tiles)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    subsets = {}
+    for fraction in fractions:
+        chosen = {keys[i] for i in order[: subset_size(fraction, len(keys))]}
+        subsets[float(fraction)] = [n for k in keys if k in chosen for n in tiles[k]]
+    return subsets
+
+
+def fraction_dir(fraction: float) -> str:
+    """Folder of a fraction's runs: ``fraction-1``, ``fraction-0.25``."""
+    return f"fraction-{fraction:g}"
+
+
+def run_dir(fraction: float, arm: str, seed: int) -> str:
+    """Folder of one segmenter run, relative to the experiment folder."""
+    return f"{fraction_dir(fraction)}/{arm}-seed-{seed}"
+
+
+# --------------------------------------------------------------------------------------- plan.json
+
+
+def checked_plan(out: Path, record: dict) -> dict:
+    """Check a new plan record against the one an earlier run left in ``out``.
+
+    Parameters
+    ----------
+    out
+        The experiment folder.
+    record
+        The plan record of this run (settings and ``subsets``, as stored in ``plan.json``).
+
+    Returns
+    -------
+    dict
+        The record to store: ``record``, where this run names no model and no magnification taking
+        the earlier run's magnification, model id and canvas.
+
+    Raises
+    ------
+    CosynthError
+        A setting that moves the numbers differs, or a fraction's subset changed.
+    """
+    path = out / PLAN_FILE
+    if not path.is_file():
+        return record
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
+    record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
+    changes = "; ".join(f"{k} was {before.get(k)!r}, now {record.get(k)!r}"
+                        for k in _FIXED if before.get(k) != record.get(k))
+    if changes:
+        raise CosynthError(f"{out}: the earlier runs here used other settings ({changes}); runs with other "
+                           "settings are not comparable: use the same settings or another --out folder")
+    earlier = {s["fraction"]: s["names"] for s in before.get("subsets", [])}
+    for s in record["subsets"]:
+        if s["fraction"] in earlier and earlier[s["fraction"]] != s["names"]:
+            raise CosynthError(f"{out}: the subset of fraction {s['fraction']:g} differs from the earlier "
+                               "run's (has the training folder changed?); use another --out folder")
+    return record
