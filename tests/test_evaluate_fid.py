@@ -82,3 +82,15 @@ def test_cli_fid_inception_absent_is_a_one_line_error(sets, tmp_path, monkeypatc
     code = main(["evaluate", "fid", "--real", str(real), "--real-format", "folder", "--fake", str(other)])
     assert code == 2
     assert "Inception-v3 weights" in capsys.readouterr().err
+
+
+def test_magnification_resamples_both_sets_before_the_features(sets):
+    from napari_cosynth.evaluate.fid import _images
+
+    real, other = sets
+    native = next(_images(real, "folder", "real", None))
+    halved = next(_images(real, "folder", "real", 10.0))  # the tiny sets are 20x
+    assert halved.shape[:2] == (native.shape[0] // 2, native.shape[1] // 2)
+    report = fid_report(real, "folder", other, "folder", features="small", magnification=10.0)
+    assert report["magnification"] == 10.0 and report["n_fake"] == 4
+    assert report["fid"] != fid_report(real, "folder", other, "folder", features="small")["fid"]

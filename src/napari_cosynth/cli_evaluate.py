@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--real-format", required=True, choices=FORMATS)
     p.add_argument("--fake", required=True, help="generated pairs")
     p.add_argument("--fake-format", default="folder", choices=FORMATS)
+    p.add_argument("--mag", type=float, default=None,
+                   help="resample both sets to this magnification first (default: as read)")
     p.add_argument("--features", default="inception",
                    help="'inception' (cached weights), a path to the Inception-v3 weights file, or 'small'")
     p.add_argument("--out", default=None, help="folder for report.json and report.md")
@@ -81,7 +83,8 @@ def cmd_fid(args) -> int:
     from .cli import print_result
     from .evaluate.fid import fid_report
 
-    report = fid_report(args.real, args.real_format, args.fake, args.fake_format, features=args.features)
+    report = fid_report(args.real, args.real_format, args.fake, args.fake_format, features=args.features,
+                        magnification=args.mag)
     if args.out:
         from .evaluate.report import write_report
 

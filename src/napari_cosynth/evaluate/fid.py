@@ -109,10 +109,10 @@ def inception_weights_path(features: str) -> Path:
     return path
 
 
-def _images(path, format: str, which: str) -> Iterator[np.ndarray]:
+def _images(path, format: str, which: str, magnification: float | None) -> Iterator[np.ndarray]:
     from ..data.registry import open_dataset
 
-    dataset = open_dataset(path, format)
+    dataset = open_dataset(path, format, magnification=magnification)
     if len(dataset) < 2:
         raise CosynthError(f"{path}: FID needs at least 2 {which} images, found {len(dataset)}")
     for sample in dataset:
@@ -144,7 +144,7 @@ def _update(metric, images: Iterator[np.ndarray], **kwargs) -> int:
 
 
 def fid_report(real, real_format: str, fake, fake_format: str = "folder", *,
-               features: str = "inception") -> dict:
+               features: str = "inception", magnification: float | None = None) -> dict:
     """FID (and IS with Inception) of the images of ``fake`` against those of ``real``.
 
     Parameters
@@ -154,6 +154,9 @@ def fid_report(real, real_format: str, fake, fake_format: str = "folder", *,
     features : {"inception", "small"} or path
         ``inception``: Inception-v3 weights from torch hub's cache; a path: that weights file;
         ``small``: the fixed random net (:class:`SmallFeatures`).
+    magnification : float, optional
+        Resample both sets to this magnification first (e.g. 20 to compare 40x real patches with a
+        20x model's pairs); texture statistics depend on the scale. None: as read.
 
     Returns
     -------
@@ -174,13 +177,14 @@ def fid_report(real, real_format: str, fake, fake_format: str = "folder", *,
         fid = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
     else:
         fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights))
-    n_real = _update(fid, _images(real, real_format, "real"), real=True)
-    n_fake = _update(fid, _images(fake, fake_format, "generated"), real=False)
+    n_real = _update(fid, _images(real, real_format, "real", magnification), real=True)
+    n_fake = _update(fid, _images(fake, fake_format, "generated", magnification), real=False)
     result = {
         "measurement": "fid",
         "real": str(real),
         "fake": str(fake),
         "features": used,
+        "magnification": magnification,
         "n_real": n_real,
         "n_fake": n_fake,
         # The eigenvalue form of the trace term can round a hair below zero for identical sets.
@@ -194,7 +198,7 @@ def fid_report(real, real_format: str, fake, fake_format: str = "folder", *,
         net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["logits_unbiased"],
                                  feature_extractor_weights_path=str(weights))
         score = InceptionScore(feature=net, splits=min(10, n_fake))
-        _update(score, _images(fake, fake_format, "generated"))
+        _update(score, _images(fake, fake_format, "generated", magnification))
         mean, std = score.compute()
         result["inception_score"] = {"mean": float(mean), "std": float(std)}
     return result
