@@ -22,11 +22,16 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a checkpoint folder written by cosynth train")
     parser.add_argument("--name", default="default")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    parser.add_argument("--init-from", default=None,
+                        help="record the weights the run started from (runs made before init_from "
+                             "was saved in checkpoints)")
     args = parser.parse_args()
     model, meta = load_model(args.checkpoint)
     config = CosynthConfig.from_dict(meta["config"])
-    keep = ("classes", "tissues", "training_data", "step")
+    keep = ("classes", "tissues", "training_data", "step", "init_from")
     extra = {k: meta[k] for k in keep if k in meta}
+    if args.init_from:
+        extra["init_from"] = args.init_from
     extra["model_id"] = f"{args.name}-step{meta.get('step')}"
     extra["source_checkpoint"] = Path(args.checkpoint).name
     out = save_model(PACKAGE_MODELS / args.name, model, config, extra, weights_dtype=args.dtype)

@@ -448,6 +448,12 @@ def test_init_from_a_saved_model_starts_a_fresh_run_from_its_weights(tiny_data, 
     assert all(torch.equal(e, p.detach()) for e, p in zip(ema, trainer.params, strict=True))
     progress = _run(trainer.run())
     assert progress[-1].step == 1
+    # The starting weights are part of the saved model's provenance, also after a resume.
+    _, meta = load_model(latest_checkpoint(tmp_path / "tuned"))
+    assert meta["init_from"] == str(donor_folder)
+    _run(train(tuned, tmp_path / "tuned", steps=2, resume=True))
+    _, meta = load_model(latest_checkpoint(tmp_path / "tuned"))
+    assert meta["step"] == 2 and meta["init_from"] == str(donor_folder)
 
     wider = tiny_config(tiny_data).with_overrides({"model.base_channels": 32})
     with pytest.raises(ConfigError, match="init from .*architecture differs.*config.json"):

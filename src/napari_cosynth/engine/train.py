@@ -220,9 +220,12 @@ class Trainer:
         self.magnification = (config.data.magnification if config.data.magnification is not None
                               else _magnification(self.data_summary))
 
+        # Provenance of the starting weights; a resumed run reads it back from its saved state.
+        self.init_from = saved.get("init_from") if saved is not None else None
         if init_from is not None and saved is None:
             # A resumed run already holds its own weights; the donor only seeds a fresh run.
             self._init_weights(model, init_from)
+            self.init_from = str(init_from)
         self.device = ctx.device
         self.model = model.to(self.device)
         self.diffusion = JointDiffusion(config.diffusion, vocabulary.n_classes)
@@ -386,6 +389,7 @@ class Trainer:
 
             state = {
                 "step": self.step,
+                "init_from": self.init_from,
                 "model": self._trainable_state(),
                 "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.state_dict(),
@@ -437,6 +441,7 @@ class Trainer:
             "training_data": {"path": str(data.path), "format": data.format, **self.data_summary},
             "model_id": f"{self.out.resolve().name}/{checkpoint_name(self.step)}",
             "step": self.step,
+            "init_from": self.init_from,
         }
 
     def _sample_grid(self) -> Path:
