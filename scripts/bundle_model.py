@@ -22,6 +22,8 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a checkpoint folder written by cosynth train")
     parser.add_argument("--name", default="default")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    parser.add_argument("--canvas", type=int, default=None,
+                        help="canvas side the widget and `cosynth generate` use when none is asked for")
     parser.add_argument("--init-from", default=None,
                         help="record the weights the run started from (runs made before init_from "
                              "was saved in checkpoints)")
@@ -32,6 +34,8 @@ def main() -> None:
     extra = {k: meta[k] for k in keep if k in meta}
     if args.init_from:
         extra["init_from"] = args.init_from
+    if args.canvas:
+        extra["canvas_size"] = args.canvas
     extra["model_id"] = f"{args.name}-step{meta.get('step')}"
     extra["source_checkpoint"] = Path(args.checkpoint).name
     out = save_model(PACKAGE_MODELS / args.name, model, config, extra, weights_dtype=args.dtype)

@@ -201,3 +201,12 @@ def test_resynthesize_of_annotated_instances_keeps_them(model_and_meta, pair):
     annotated = Sample(pair.image, pair.instances, pair.classes, CONSEP, tissue="colon")
     out = run_to_end(resynthesize(model, meta, annotated, target="image", steps=2, seed=0))
     assert np.array_equal(out.instances, pair.instances) and np.array_equal(out.classes, pair.classes)
+
+
+def test_default_canvas_prefers_the_models_named_canvas_then_its_training_crop():
+    from napari_cosynth.engine.generate import default_canvas
+
+    assert default_canvas({"canvas_size": 128, "patch_size": 64}) == 128
+    assert default_canvas({"patch_size": 64}) == 64
+    assert default_canvas({"config": {"data": {"crop_size": 32}}}) == 32
+    assert default_canvas({}) == 128

@@ -33,15 +33,14 @@ def load_for_generation(model_arg: str, size, device):
     The canvas is ``size`` (H, W) when given, else the model's training patch size.
     """
     from .engine.checkpoint import load_model
-    from .engine.generate import model_vocabulary
+    from .engine.generate import default_canvas, model_vocabulary
 
     model, meta = load_model(resolve_checkpoint(model_arg), device=device)
     magnification = float(meta.get("magnification") or 40.0)
     if size is not None:
         shape = tuple(size)
     else:
-        side = int(meta.get("patch_size") or 128)
-        shape = (side, side)
+        shape = (default_canvas(meta),) * 2
     return model, meta, model_vocabulary(meta), magnification, shape
 
 

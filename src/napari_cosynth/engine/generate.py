@@ -61,6 +61,16 @@ def model_vocabulary(meta: dict) -> Vocabulary:
     return Vocabulary(names if names[0] == "background" else ("background", *names))
 
 
+def default_canvas(meta: dict) -> int:
+    """The side of the canvas a model draws when none is asked for.
+
+    A bundled model may name one (``canvas_size``: the default model trains on 64 px crops but is
+    meant for 128 px pairs); otherwise its training crop, else 128.
+    """
+    data = (meta.get("config") or {}).get("data") or {}
+    return int(meta.get("canvas_size") or meta.get("patch_size") or data.get("crop_size") or 128)
+
+
 def separation_params(meta_or_magnification) -> SeparationParams:
     """Instance-recovery parameters for a model's magnification (or a magnification)."""
     if isinstance(meta_or_magnification, dict):

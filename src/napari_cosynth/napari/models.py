@@ -85,7 +85,7 @@ class ModelCache:
 def _load(spec: str) -> LoadedModel:
     from ..engine.checkpoint import load_model, resolve_model
     from ..engine.device import resolve_device
-    from ..engine.generate import model_vocabulary
+    from ..engine.generate import default_canvas, model_vocabulary
 
     model, meta = load_model(resolve_model(spec), device="cpu")
     config = meta.get("config") or {}
@@ -98,15 +98,8 @@ def _load(spec: str) -> LoadedModel:
         tissues=tuple(meta.get("tissues") or ()),
         prompt_style=str((config.get("data") or {}).get("prompt_style", "paper")),
         staining=str(meta.get("staining", "H&E")),
-        patch_size=_int_or_none(meta.get("patch_size") or (config.get("data") or {}).get("crop_size")),
+        patch_size=default_canvas(meta),
         size_multiple=int(multiple() if callable(multiple) else multiple),
         timesteps=int((config.get("diffusion") or {}).get("timesteps", 1000)),
         auto_device=str(resolve_device("auto")),
     )
-
-
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value) if value else None
-    except (TypeError, ValueError):
-        return None
