@@ -228,3 +228,21 @@ def test_errors_are_notifications(make_napari_viewer, qtbot, tiny_checkpoint, tm
     qtbot.waitUntil(lambda: "never unpickles" in (errors[-1] if errors else ""), timeout=WAIT_MS)
     assert widget.loaded is None and widget.model_info.value == "no model loaded"
     assert widget.generate.enabled  # still usable
+
+
+def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, errors):
+    """A fresh widget loads the shipped `default` model with no checkpoint given, and generates."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cosynth", "CoSynth")
+    qtbot.waitUntil(lambda: widget.loaded is not None, timeout=WAIT_MS)
+    assert errors == []
+    assert widget.loaded.meta["model_id"].startswith("default-step")
+    assert (widget.height.value, widget.width.value) == (128, 128)  # the bundled model's canvas_size
+    widget.height.value = widget.width.value = 64
+    draw_layout(widget, {"spindle-shaped": [[20, 20], [40, 44]], "epithelial": [[12, 50]]})
+    widget.steps.value = 4
+    click_and_wait(qtbot, widget, "generate")
+    assert errors == []
+    image, semantic, _, instances = viewer.layers[-4:]
+    assert image.data.shape == (64, 64, 3) and semantic.data.shape == (64, 64)
+    assert widget.runs[-1].sample.provenance["model_id"].startswith("default-step")
