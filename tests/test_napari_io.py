@@ -5,6 +5,8 @@ These need napari importable but no viewer (except where a Points layer object i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,15 @@ def test_error_messages_say_what_to_do():
     assert "choose device 'cpu'" in describe_error(RuntimeError("CUDA error: device-side assert"))
     assert describe_error(CosynthError("exactly this")) == "exactly this"
     assert "still usable" in describe_error(KeyError("x"))
+
+
+def test_model_field_values_name_the_bundled_model_or_a_folder(tmp_path):
+    from napari_cosynth.napari.models import model_path
+
+    # what magicgui's file field hands over for an empty field and for a typed "default"
+    for value in ("", ".", "default", Path.cwd() / "default", Path("default")):
+        assert model_path(value) == "default"
+    real = tmp_path / "default"
+    real.mkdir()  # a checkpoint folder that happens to be called "default" stays a folder
+    assert model_path(real) == str(real)
+    assert model_path(tmp_path / "run") == str(tmp_path / "run")

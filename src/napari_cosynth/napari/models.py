@@ -49,8 +49,14 @@ class LoadedModel:
 def model_path(spec: str | Path) -> str:
     """The widget's ``model`` value as the engine's model name: 'default' or a checkpoint path."""
     text = str(spec).strip()
-    # An empty file field shows as "." once magicgui has made it a Path.
-    return DEFAULT_MODEL if text in ("", ".", DEFAULT_MODEL) else text
+    # An empty file field shows as "." once magicgui has made it a Path, and a typed "default"
+    # comes back made absolute against the working directory.
+    if text in ("", ".", DEFAULT_MODEL):
+        return DEFAULT_MODEL
+    path = Path(text)
+    if path.name == DEFAULT_MODEL and not path.exists():
+        return DEFAULT_MODEL
+    return text
 
 
 class ModelCache:
