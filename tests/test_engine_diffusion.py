@@ -68,14 +68,20 @@ def test_trailing_timesteps(schedule):
             schedule.sampling_timesteps(bad)
 
 
-def test_ddim_step_matches_diffusers_ddim(schedule):
-    ddim = DDIMScheduler(
+def _diffusers_ddim(prediction_type: str = "epsilon") -> DDIMScheduler:
+    """diffusers' DDIM on the same cosine schedule, trailing spacing and clipping as ours."""
+    return DDIMScheduler(
         num_train_timesteps=T,
         beta_schedule="squaredcos_cap_v2",
         timestep_spacing="trailing",
         set_alpha_to_one=True,
         clip_sample=True,
+        prediction_type=prediction_type,
     )
+
+
+def test_ddim_step_matches_diffusers_ddim(schedule):
+    ddim = _diffusers_ddim()
     ddim.set_timesteps(50)
     assert [int(t) for t in ddim.timesteps] == schedule.sampling_timesteps(50)
     g = torch.Generator().manual_seed(0)
@@ -112,14 +118,7 @@ def test_v_target_is_diffusers_velocity_and_gives_back_the_clean_sample():
 
 def test_ddim_step_with_v_prediction_matches_diffusers_ddim():
     v_schedule = NoiseSchedule(T, "cosine", "v")
-    ddim = DDIMScheduler(
-        num_train_timesteps=T,
-        beta_schedule="squaredcos_cap_v2",
-        timestep_spacing="trailing",
-        set_alpha_to_one=True,
-        clip_sample=True,
-        prediction_type="v_prediction",
-    )
+    ddim = _diffusers_ddim("v_prediction")
     ddim.set_timesteps(20)
     g = torch.Generator().manual_seed(3)
     ts = v_schedule.sampling_timesteps(20)

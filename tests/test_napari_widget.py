@@ -243,6 +243,6 @@ def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, err
     widget.steps.value = 4
     click_and_wait(qtbot, widget, "generate")
     assert errors == []
-    image, semantic, _, instances = viewer.layers[-4:]
+    image, semantic, _, _ = viewer.layers[-4:]
     assert image.data.shape == (64, 64, 3) and semantic.data.shape == (64, 64)
     assert widget.runs[-1].sample.provenance["model_id"].startswith("default-step")
