@@ -174,6 +174,19 @@ def generate_from_layout(model, meta, sample: Sample, index: int, *, seed: int, 
     return pairs, points, prompt
 
 
+def layout_pairs(model, meta, dataset, total: int, notes: list[str], **generation):
+    """Pairs drawn from the layouts of the first ``total`` samples, one sample at a time.
+
+    Yields ``(sample, pairs, points, prompt)``, the sample cropped to the UNet's size multiple (a note
+    on each crop goes to ``notes``); ``generation`` is passed to :func:`generate_from_layout`.
+    """
+    for i in range(total):
+        sample, note = crop_to_multiple(dataset[i], model.size_multiple)
+        if note:
+            notes.append(note)
+        yield (sample, *generate_from_layout(model, meta, sample, i, **generation))
+
+
 def _class_counts(classes: np.ndarray, vocabulary: Vocabulary) -> dict[str, int]:
     return {name: int((np.asarray(classes) == i).sum()) for i, name in enumerate(vocabulary.names) if i}
 
@@ -237,13 +250,9 @@ def adherence_report(
     pairs_dir = Path(out) / "pairs" if out is not None else None
     if pairs_dir is not None and pairs_dir.exists() and any(pairs_dir.iterdir()):
         raise CosynthError(f"{pairs_dir} already holds pairs; give an empty or new --out folder")
-    for i in range(total):
-        sample, note = crop_to_multiple(dataset[i], model.size_multiple)
-        if note:
-            notes.append(note)
-        pairs, points, prompt = generate_from_layout(
-            model, meta, sample, i, seed=seed, sampler=sampler, steps=steps, guidance=guidance,
-            device=device)
+    generated = layout_pairs(model, meta, dataset, total, notes, seed=seed, sampler=sampler, steps=steps,
+                             guidance=guidance, device=device)
+    for i, (sample, pairs, points, prompt) in enumerate(generated):
         pair = pairs[0]
         # pair.point_table() would return the input points it was drawn from: score what was drawn.
         drawn = centroid_table(pair.instances, pair.classes)

@@ -139,7 +139,7 @@ def grid_report(
         Yields :class:`~.adherence.AdherenceProgress` per sample; returns a dict with ``path``,
         ``rows``, ``columns``, ``height``, ``width`` (pixels), ``column_order`` and ``notes``.
     """
-    from .adherence import AdherenceProgress, crop_to_multiple, generate_from_layout, load_for_evaluation
+    from .adherence import AdherenceProgress, layout_pairs, load_for_evaluation
 
     if n < 1 or pairs_per_layout < 1:
         raise CosynthError(f"--n and --pairs-per-layout must be positive, got {n} and {pairs_per_layout}")
@@ -149,13 +149,9 @@ def grid_report(
                                                                 magnification, device)
     total = min(n, len(dataset))
     rows, notes = [], []
-    for i in range(total):
-        sample, note = crop_to_multiple(dataset[i], model.size_multiple)
-        if note:
-            notes.append(note)
-        pairs, _points, _prompt = generate_from_layout(
-            model, meta, sample, i, seed=seed, n=pairs_per_layout, sampler=sampler, steps=steps,
-            guidance=guidance, device=device)
+    generated = layout_pairs(model, meta, dataset, total, notes, seed=seed, n=pairs_per_layout,
+                             sampler=sampler, steps=steps, guidance=guidance, device=device)
+    for i, (sample, pairs, _points, _prompt) in enumerate(generated):
         rows.append((sample, pairs))
         yield AdherenceProgress(i + 1, total, sample.name)
     grid = compose_grid(rows, vocabulary)
