@@ -13,11 +13,10 @@ def test_write_text_replaces_whole_file(tmp_path):
 
 def test_failure_leaves_nothing_behind(tmp_path):
     target = tmp_path / "pair"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.mkdir()
-            (tmp / "image.png").write_bytes(b"partial")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "image.png").write_bytes(b"partial")
+        raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -26,9 +25,8 @@ def test_no_overwrite_keeps_the_earlier_folder(tmp_path):
     with atomic_path(target, overwrite=False) as tmp:
         tmp.mkdir()
         (tmp / "x").write_text("first")
-    with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        with atomic_path(target, overwrite=False) as tmp:
-            tmp.mkdir()
-            (tmp / "x").write_text("second")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"), atomic_path(target, overwrite=False) as tmp:
+        tmp.mkdir()
+        (tmp / "x").write_text("second")
     assert (target / "x").read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["pair"]

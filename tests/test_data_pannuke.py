@@ -75,7 +75,7 @@ def test_truncated_npy(tmp_path):
 
 
 def test_counts_and_sizes_must_agree(tmp_path):
-    images, masks, types = write_pannuke(tmp_path, n=3)
+    images, _masks, types = write_pannuke(tmp_path, n=3)
     folder = tmp_path / "Fold 1" / "images" / "fold1"
     np.save(folder / "types.npy", types[:2])
     with pytest.raises(DatasetError, match="different numbers of patches .*types.npy 2"):

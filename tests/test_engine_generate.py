@@ -138,7 +138,7 @@ def test_bad_requests_are_refused_when_called(model_and_meta):
 
 
 def test_generate_leaves_a_training_model_in_training_mode(model_and_meta):
-    model, meta = model_and_meta
+    model, _meta = model_and_meta
     model.train()
     try:
         run_to_end(_gen(model_and_meta))

@@ -9,7 +9,7 @@ def _sample(**kw):
     inst = np.zeros((8, 8), np.int32)
     inst[1:3, 1:3] = 1
     inst[5:7, 5:7] = 2
-    args = dict(image=np.zeros((8, 8, 3), np.uint8), instances=inst, classes=[1, 3], vocabulary=CONSEP)
+    args = {"image": np.zeros((8, 8, 3), np.uint8), "instances": inst, "classes": [1, 3], "vocabulary": CONSEP}
     args.update(kw)
     return Sample(**args)
 

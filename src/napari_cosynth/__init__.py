@@ -12,6 +12,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-from .sample import PointTable, Sample, Vocabulary  # noqa: E402
+from .sample import PointTable, Sample, Vocabulary
 
 __all__ = ["PointTable", "Sample", "Vocabulary", "__version__"]

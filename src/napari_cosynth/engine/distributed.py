@@ -17,6 +17,8 @@ import torch.distributed as dist
 
 from ..errors import ConfigError
 
+_CPU = torch.device("cpu")  # torch.device is immutable, so one shared default is safe
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -25,7 +27,7 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = _CPU
     initialized_here: bool = False
 
     @property

@@ -67,5 +67,5 @@ def layout_like_training_data(summary: dict | None, vocabulary: Vocabulary, shap
         counts = np.array([summary["nuclei"].get(name, 0) for name in vocabulary.nucleus_classes], float)
         h0, w0 = summary["image_sizes"][0]
         density = counts.sum() / (summary["samples"] * h0 * w0)
-    n = int(round(density * shape[0] * shape[1]))
+    n = round(density * shape[0] * shape[1])
     return hardcore_layout(shape, n, counts, min_distance=6.0 * magnification / 20.0, rng=rng)
