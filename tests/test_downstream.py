@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from napari_cosynth.engine.generate import run_to_end
 from napari_cosynth.errors import CosynthError, DatasetError
 from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, relay, run_downstream
 from napari_cosynth.evaluate.downstream_plan import DownstreamPlan, choose_subsets, group_tiles, subset_size
-from napari_cosynth.evaluate.downstream_report import mean_sd, paired_deltas, summarise
+from napari_cosynth.evaluate.downstream_report import mean_sd, merged_report, paired_deltas, summarise
 from napari_cosynth.sample import PointTable
 from napari_cosynth.segmenter import SegmenterConfig
 from segmenter_fixtures import write_disc_dataset
@@ -194,6 +195,47 @@ def test_report_matches_the_runs_and_has_a_plot(experiment):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     md = (out / "report.md").read_text()
     assert "](downstream.png)" in md and "| 0.5 | synthetic - real | 2 |" in md
+
+
+def _split_by_fraction(out: Path, root: Path) -> list[Path]:
+    """Copies of an experiment folder holding one fraction each, as parallel processes leave them."""
+    plan = json.loads((out / "plan.json").read_text())
+    folders = []
+    for subset in plan["subsets"]:
+        folder = root / f"only-{subset['fraction']:g}"
+        shutil.copytree(out / f"fraction-{subset['fraction']:g}", folder / f"fraction-{subset['fraction']:g}")
+        (folder / "plan.json").write_text(json.dumps(dict(plan, subsets=[subset])))
+        folders.append(folder)
+    return folders
+
+
+def test_folders_of_different_fractions_merge_into_one_report(experiment, tmp_path, capsys):
+    out, _, report = experiment
+    folders = _split_by_fraction(out, tmp_path)
+    merged = merged_report(folders)
+    key = lambda r: (r["fraction"], r["arm"])
+    assert sorted(merged["summary"], key=key) == sorted(report["summary"], key=key)
+    assert sorted(merged["table"], key=key) == sorted(report["table"], key=key)
+    assert {r["arm"]: r["synthetic pairs"] for r in merged["table"] if r["fraction"] == 0.5} == {
+        "real": 0, "augment": 0, "synthetic": 4}
+    assert merged["experiment"]["folders"] == {"1": str(folders[0]), "0.5": str(folders[1])}
+
+    assert main(["evaluate", "downstream-report", *map(str, folders), "--out", str(tmp_path / "all")]) == 0
+    assert "1 synthetic" in capsys.readouterr().out
+    assert (tmp_path / "all" / "downstream.png").is_file() and (tmp_path / "all" / "report.md").is_file()
+
+
+def test_merging_refuses_overlaps_and_other_settings(experiment, tmp_path, capsys):
+    out, _, _ = experiment
+    folders = _split_by_fraction(out, tmp_path)
+    with pytest.raises(CosynthError, match="fraction 1 is in both"):
+        merged_report([folders[0], folders[0]])
+    plan = json.loads((folders[1] / "plan.json").read_text())
+    (folders[1] / "plan.json").write_text(json.dumps(dict(plan, guidance=9.0)))
+    with pytest.raises(CosynthError, match="guidance is 9.0"):
+        merged_report(folders)
+    assert main(["evaluate", "downstream-report", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a downstream experiment folder" in capsys.readouterr().err
 
 
 def test_rerun_skips_finished_runs(experiment, data, synthesiser):

@@ -1,4 +1,4 @@
-"""``cosynth evaluate downstream``: argument parsing for the downstream experiment (docs/downstream.md).
+"""``cosynth evaluate downstream`` and ``downstream-report``: the downstream experiment's CLI (docs/downstream.md).
 
 The experiment lives in :mod:`napari_cosynth.evaluate.downstream`; the handler only loads the joint
 model, drives the core generator with a progress bar and prints the table.
@@ -53,6 +53,15 @@ def register(evaluate_subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=cmd_downstream)
 
+    r = evaluate_subparsers.add_parser(
+        "downstream-report",
+        help="one table and plot over downstream folders that ran different fractions (e.g. in parallel)",
+    )
+    r.add_argument("folders", nargs="+", help="experiment folders (--out of cosynth evaluate downstream)")
+    r.add_argument("--out", required=True, help="folder for report.json, report.md and downstream.png")
+    r.add_argument("--json", action="store_true", help="print the full report as JSON")
+    r.set_defaults(func=cmd_downstream_report)
+
 
 def cmd_downstream(args) -> int:
     """Handler of ``cosynth evaluate downstream``."""
@@ -79,9 +88,27 @@ def cmd_downstream(args) -> int:
         synthesiser = Synthesiser(*load_for_generation(args.model, args.size, device))
     run = run_downstream(plan, config, args.out, synthesiser=synthesiser, device=device)
     report = drive_with_progress(run, "downstream", quiet=args.quiet or args.json)
-    if not args.json:
-        report = {"out": args.out, "table": {f"{r['fraction']:g} {r['arm']}": {k: v for k, v in r.items()
-                                                                              if k not in ("fraction", "arm")}
-                                             for r in report["table"]}}
-    print_result(report, args.json)
+    print_result(_short(report, args), args.json)
+    return 0
+
+
+def _short(report: dict, args) -> dict:
+    if args.json:
+        return report
+    return {"out": args.out, "table": {f"{r['fraction']:g} {r['arm']}": {k: v for k, v in r.items()
+                                                                     if k not in ("fraction", "arm")}
+                                       for r in report["table"]}}
+
+
+def cmd_downstream_report(args) -> int:
+    """Handler of ``cosynth evaluate downstream-report``."""
+    from pathlib import Path
+
+    from .cli import print_result
+    from .evaluate.downstream_report import merged_report, write_downstream_report
+
+    report = merged_report(args.folders)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    write_downstream_report(report, args.out)
+    print_result(_short(report, args), args.json)
     return 0

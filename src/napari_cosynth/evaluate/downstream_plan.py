@@ -24,9 +24,9 @@ LAYOUT_KINDS = ("real", "generated")
 PLAN_FILE = "plan.json"
 # Plan settings that decide a run's numbers: a rerun into the same folder with any of them changed would
 # mix incomparable runs in one table. Fractions, seeds and arms may change (more seeds, another fraction).
-_FIXED = ("train", "test", "format", "test_format", "magnification", "subset_seed", "tile_pattern",
-          "layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps", "guidance",
-          "fit_iterations", "steps", "segmenter", "model_id", "canvas")
+FIXED_SETTINGS = ("train", "test", "format", "test_format", "magnification", "subset_seed", "tile_pattern",
+                  "layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps",
+                  "guidance", "fit_iterations", "steps", "segmenter", "model_id", "canvas")
 # Settings that a rerun without --model (real and augment arms only) leaves open: the earlier run's stand.
 _FROM_MODEL = ("magnification", "model_id", "canvas")
 
@@ -216,7 +216,7 @@ def checked_plan(out: Path, record: dict) -> dict:
         raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
     record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
     changes = "; ".join(f"{k} was {before.get(k)!r}, now {record.get(k)!r}"
-                        for k in _FIXED if before.get(k) != record.get(k))
+                        for k in FIXED_SETTINGS if before.get(k) != record.get(k))
     if changes:
         raise CosynthError(f"{out}: the earlier runs here used other settings ({changes}); runs with other "
                            "settings are not comparable: use the same settings or another --out folder")

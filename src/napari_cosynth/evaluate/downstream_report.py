@@ -12,6 +12,7 @@ standard deviation, so it says whether the difference is consistent, not just wh
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,6 +111,8 @@ def build_report(results: Sequence[Mapping], plan: Mapping) -> dict:
     }
     table = [{"fraction": r["fraction"], "arm": r["arm"], "seeds": r["n"],
               "train samples": subsets.get(r["fraction"], {}).get("samples"),
+              "synthetic pairs": (subsets.get(r["fraction"], {}).get("synthetic_pairs")
+                                  if r["arm"] == "synthetic" else 0),
               **{LABELS[m]: _pm(r[f"{m}_mean"], r[f"{m}_sd"]) for m in METRICS}} for r in summary]
     delta_table = [{"fraction": r["fraction"], "arm": f"{r['arm']} - real", "paired seeds": r["n"],
                     **{LABELS[m]: _pm(r[f"{m}_delta"], r[f"{m}_delta_sd"], signed=True) for m in METRICS}}
@@ -184,3 +187,57 @@ def write_downstream_report(report: Mapping, out: str | Path) -> dict:
                                       "and without synthetic pairs", images=images)
     return {"json": str(json_path), "markdown": str(md_path),
             "plot": str(out / PLOT_FILE) if images else None}
+
+
+# ------------------------------------------------------------------------------- several folders
+
+
+def read_experiment(folder: str | Path) -> tuple[dict, list[dict]]:
+    """The plan record and every finished run's result in one experiment folder."""
+    from ..errors import CosynthError
+    from .downstream_plan import PLAN_FILE
+
+    folder = Path(folder)
+    try:
+        plan = json.loads((folder / PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CosynthError(f"{folder / PLAN_FILE}: not a downstream experiment folder ({err})") from None
+    results = []
+    for path in sorted(folder.glob("fraction-*/*-seed-*/result.json")):
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as err:
+            raise CosynthError(f"{path}: unreadable result ({err}); delete it to score it again") from None
+    return plan, results
+
+
+def merged_report(folders: Sequence[str | Path]) -> dict:
+    """One report over experiment folders that ran different fractions with otherwise equal settings.
+
+    Folders let fractions run in parallel processes, or with another number of synthetic pairs
+    (``synthetic_pairs`` is recorded per fraction, so it may differ); every other setting that moves
+    the numbers must agree, and a fraction may come from one folder only.
+    """
+    from ..errors import CosynthError
+    from .downstream_plan import ARMS, FIXED_SETTINGS
+
+    plans, results, source = [], [], {}
+    for folder in folders:
+        plan, found = read_experiment(folder)
+        for s in plan.get("subsets", []):
+            if s["fraction"] in source:
+                raise CosynthError(f"fraction {s['fraction']:g} is in both {source[s['fraction']]} and "
+                                   f"{folder}; give each fraction's folder once")
+            source[s["fraction"]] = str(folder)
+        for key in FIXED_SETTINGS:
+            if key != "synthetic_pairs" and plans and plan.get(key) != plans[0].get(key):
+                raise CosynthError(f"{folder}: {key} is {plan.get(key)!r}, but {plans[0].get(key)!r} in "
+                                   f"{folders[0]}; runs with other settings are not comparable")
+        plans.append(plan)
+        results += [r for r in found if source.get(r["fraction"]) == str(folder)]
+    merged = dict(plans[0], subsets=[s for p in plans for s in p.get("subsets", [])])
+    arms = {a: k for k, a in enumerate(ARMS)}
+    results.sort(key=lambda r: (-r["fraction"], r["seed"], arms.get(r["arm"], len(arms))))
+    report = build_report(results, merged)
+    report["experiment"]["folders"] = {f"{f:g}": source[f] for f in sorted(source, reverse=True)}
+    return report
