@@ -61,11 +61,11 @@ def main(argv=None) -> int:
     from napari_cosynth.cli_generate import resolve_checkpoint
     from napari_cosynth.engine.checkpoint import load_model
     from napari_cosynth.engine.device import resolve_device
-    from napari_cosynth.engine.generate import model_vocabulary
+    from napari_cosynth.engine.generate import default_canvas, model_vocabulary
 
     device = resolve_device(args.device)
     model, meta = load_model(resolve_checkpoint(args.model), device=device)
-    side = int(meta.get("patch_size") or 128)
+    side = default_canvas(meta)  # the bundled model trains on 64 px crops but draws 128 px pairs
     shape = tuple(args.size) if args.size else (side, side)
     magnification = float(meta.get("magnification") or 40.0)
     source = open_source(args.layouts, args.format, meta=meta, vocabulary=model_vocabulary(meta),
