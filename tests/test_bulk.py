@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from napari_cosynth.bulk import plan
 from napari_cosynth.bulk.sources import window
@@ -100,7 +101,15 @@ def one_process(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bulk") / "run"
     args = ["--model", str(tiny_checkpoint), "--layouts", "hardcore", "--n", "5", "--out", str(out),
             "--seed", "11", "--batch", "2", "--export", "folder,hovernet,pannuke,lizard"]
-    assert main(["generate-dataset", *args, *TINY]) == 0
+    # One torch thread, as each torchrun rank below has: the float sums of a convolution depend on how
+    # many threads share it (and, with BLAS's dynamic threading, on the machine's load), which can move
+    # a pixel by one grey level; pairs are bit-identical for the same thread count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["generate-dataset", *args, *TINY]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out, args
 
 
