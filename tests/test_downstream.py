@@ -228,7 +228,7 @@ def test_folders_of_different_fractions_merge_into_one_report(experiment, tmp_pa
 def test_merging_refuses_overlaps_and_other_settings(experiment, tmp_path, capsys):
     out, _, _ = experiment
     folders = _split_by_fraction(out, tmp_path)
-    with pytest.raises(CosynthError, match="fraction 1 is in both"):
+    with pytest.raises(CosynthError, match="fraction 1 has runs in both"):
         merged_report([folders[0], folders[0]])
     plan = json.loads((folders[1] / "plan.json").read_text())
     (folders[1] / "plan.json").write_text(json.dumps(dict(plan, guidance=9.0)))
@@ -246,6 +246,15 @@ def test_rerun_skips_finished_runs(experiment, data, synthesiser):
     assert not any("step" in p.detail and "loss" in p.detail for p in progress)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == stamps
     assert again["summary"] == report["summary"]
+
+
+def test_a_rerun_with_fewer_fractions_keeps_the_others_in_the_plan(experiment, data, tmp_path):
+    out, _, _ = experiment
+    folder = tmp_path / "exp"
+    shutil.copytree(out, folder)
+    drive(run_downstream(plan_for(data, fractions=(0.5,), arms=("real",), seeds=(0,)), TINY, folder))
+    plan = json.loads((folder / "plan.json").read_text())
+    assert sorted(s["fraction"] for s in plan["subsets"]) == [0.5, 1.0]
 
 
 def test_changed_settings_are_refused(experiment, data, synthesiser):

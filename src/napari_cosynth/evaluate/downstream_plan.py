@@ -200,7 +200,8 @@ def checked_plan(out: Path, record: dict) -> dict:
     -------
     dict
         The record to store: ``record``, where this run names no model and no magnification taking
-        the earlier run's magnification, model id and canvas.
+        the earlier run's magnification, model id and canvas, and with the subsets of fractions that
+        only the earlier runs named.
 
     Raises
     ------
@@ -225,4 +226,7 @@ def checked_plan(out: Path, record: dict) -> dict:
         if s["fraction"] in earlier and earlier[s["fraction"]] != s["names"]:
             raise CosynthError(f"{out}: the subset of fraction {s['fraction']:g} differs from the earlier "
                                "run's (has the training folder changed?); use another --out folder")
-    return record
+    # A rerun with fewer fractions keeps the record of the others, whose runs stay in the folder.
+    now = {s["fraction"] for s in record["subsets"]}
+    kept = [s for s in before.get("subsets", []) if s["fraction"] not in now]
+    return dict(record, subsets=record["subsets"] + kept)

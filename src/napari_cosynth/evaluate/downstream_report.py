@@ -221,21 +221,23 @@ def merged_report(folders: Sequence[str | Path]) -> dict:
     from ..errors import CosynthError
     from .downstream_plan import ARMS, FIXED_SETTINGS
 
-    plans, results, source = [], [], {}
+    plans, results, source, subsets = [], [], {}, []
     for folder in folders:
         plan, found = read_experiment(folder)
-        for s in plan.get("subsets", []):
-            if s["fraction"] in source:
-                raise CosynthError(f"fraction {s['fraction']:g} is in both {source[s['fraction']]} and "
+        here = {r["fraction"] for r in found}  # a fraction belongs to the folder holding its runs
+        for fraction in sorted(here, reverse=True):
+            if fraction in source:
+                raise CosynthError(f"fraction {fraction:g} has runs in both {source[fraction]} and "
                                    f"{folder}; give each fraction's folder once")
-            source[s["fraction"]] = str(folder)
+            source[fraction] = str(folder)
+        subsets += [s for s in plan.get("subsets", []) if s["fraction"] in here]
         for key in FIXED_SETTINGS:
             if key != "synthetic_pairs" and plans and plan.get(key) != plans[0].get(key):
                 raise CosynthError(f"{folder}: {key} is {plan.get(key)!r}, but {plans[0].get(key)!r} in "
                                    f"{folders[0]}; runs with other settings are not comparable")
         plans.append(plan)
-        results += [r for r in found if source.get(r["fraction"]) == str(folder)]
-    merged = dict(plans[0], subsets=[s for p in plans for s in p.get("subsets", [])])
+        results += found
+    merged = dict(plans[0], subsets=subsets)
     arms = {a: k for k, a in enumerate(ARMS)}
     results.sort(key=lambda r: (-r["fraction"], r["seed"], arms.get(r["arm"], len(arms))))
     report = build_report(results, merged)
