@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from napari_cosynth.bulk import plan
 from napari_cosynth.bulk.sources import window
@@ -101,15 +100,12 @@ def one_process(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bulk") / "run"
     args = ["--model", str(tiny_checkpoint), "--layouts", "hardcore", "--n", "5", "--out", str(out),
             "--seed", "11", "--batch", "2", "--export", "folder,hovernet,pannuke,lizard"]
-    # One torch thread, as each torchrun rank below has: the float sums of a convolution depend on how
-    # many threads share it (and, with BLAS's dynamic threading, on the machine's load), which can move
-    # a pixel by one grey level; pairs are bit-identical for the same thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["generate-dataset", *args, *TINY]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    # In a fresh process with one torch thread, as each torchrun rank below is: the float sums of a
+    # convolution depend on the thread count; pairs are bit-identical for the same thread count.
+    cmd = [sys.executable, "-m", "napari_cosynth.cli", "generate-dataset", *args, *TINY]
+    done = subprocess.run(cmd, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
     return out, args
 
 
@@ -129,11 +125,15 @@ def test_run_writes_pairs_manifest_and_exports(one_process):
     assert len(list((out / "hovernet").glob("pair-*.npy"))) == 5
 
 
-def test_rerun_skips_written_pairs_and_resumes_missing_ones(one_process, capsys):
-    out, args = one_process
-    before = {p.name: (p / "meta.json").stat().st_mtime_ns for p in (out / "pairs").iterdir()}
+def test_rerun_skips_written_pairs_and_resumes_missing_ones(one_process, capsys, tmp_path):
     import shutil
 
+    # On a copy: the torchrun test compares its pairs with the untouched reference run.
+    ref, args = one_process
+    out = tmp_path / "run"
+    shutil.copytree(ref, out)
+    args = [a if a != str(ref) else str(out) for a in args]
+    before = {p.name: (p / "meta.json").stat().st_mtime_ns for p in (out / "pairs").iterdir()}
     shutil.rmtree(out / "pairs" / "pair-000003")
     (out / "pairs" / ".pair-000003.x.tmp").mkdir()  # an interrupted write
     first = read_sample(out / "pairs" / "pair-000002")
