@@ -236,6 +236,53 @@ def test_without_augmentation_crops_are_plain_windows():
                    for y in range(17) for x in range(17))
 
 
+def _rare_class_samples(n=6, size=48):
+    """Samples whose nuclei are all class 3 but for a single class-1 nucleus in sample 0."""
+    samples = _synthetic_samples(n=n, size=size)
+    for s in samples:
+        s.classes[:] = 3
+    samples[0].classes[0] = 1
+    return samples
+
+
+def _point_classes(item):
+    return set(points_from_map(item["point_map"].numpy()).classes.tolist())
+
+
+def test_class_balance_zero_keeps_the_uniform_crops():
+    samples = _rare_class_samples()
+    plain, balanced = _dataset(samples), _dataset(samples, class_balance=0.0)
+    for key in [(0, 0), (3, 5), (5, 42)]:
+        assert torch.equal(plain[key]["image"], balanced[key]["image"])
+
+
+def test_class_balance_shows_the_rare_class_in_its_share_of_crops():
+    samples = _rare_class_samples()
+    keys = [(p % 6, p) for p in range(400)]
+    uniform = sum(1 in _point_classes(_dataset(samples)[k]) for k in keys)
+    ds = _dataset(samples, class_balance=0.8)
+    balanced = [ds[k] for k in keys]
+    with_rare = sum(1 in _point_classes(item) for item in balanced)
+    # Half of the balanced draws (0.8 x one class of two) centre on the single class-1 nucleus.
+    assert with_rare >= uniform + 0.3 * len(keys)
+    # A balanced crop is still a real window of its sample (the maps stay aligned).
+    for item in balanced[:20]:
+        if 1 in _point_classes(item):
+            img = np.round((item["image"].numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)
+            assert _found_in(img, item["labels"].numpy(), samples[0])
+            break
+    else:
+        raise AssertionError("no balanced crop held the rare nucleus")
+    # Deterministic per key.
+    again = _dataset(samples, class_balance=0.8)
+    assert all(torch.equal(again[k]["image"], item["image"]) for k, item in zip(keys[:30], balanced))
+
+
+def test_class_balance_outside_zero_one_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="data.class_balance"):
+        _dataset(class_balance=1.5)
+
+
 def test_worker_processes_load_the_same_batches():
     ds = _dataset()
     batches = []

@@ -335,6 +335,8 @@ class DataConfig(_Section):
     lists the nucleus class names (without background) the model learns, or is empty/None to take the
     format's vocabulary. ``tissue`` None takes each sample's own tissue. ``repeat`` makes an epoch visit
     every sample that many times (each with a fresh random crop), for datasets with few large images.
+    ``class_balance`` is the fraction of crops placed around a nucleus of a uniformly drawn class, so
+    that rare classes are seen (0 = uniform crops only; see :mod:`napari_cosynth.engine.data`).
     """
 
     _path: ClassVar[str] = "data"
@@ -348,6 +350,7 @@ class DataConfig(_Section):
     classes: tuple[str, ...] | None = None
     augment: bool = True
     repeat: int = field(default=1, metadata={"min": 1})
+    class_balance: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
 
     def _check(self):
         if self.classes is not None:
