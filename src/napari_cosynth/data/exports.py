@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, replace_folder
 from ..errors import CosynthError, DatasetError
 from ..sample import Sample, Vocabulary
 from ..vocabularies import LIZARD, PANNUKE, PANNUKE_TISSUES
@@ -86,16 +85,21 @@ def write_hovernet_patch(sample: Sample, folder: str | Path, name: str | None = 
 
 
 def export_hovernet(pairs: Sequence, folder: str | Path) -> Path:
-    """One ``.npy`` patch per pair (Samples or folder-format pair paths) plus ``classes.json``."""
+    """One ``.npy`` patch per pair (Samples or folder-format pair paths) plus ``classes.json``.
+
+    ``folder`` is created (replaced if it exists) once every patch is written.
+    """
     folder = Path(folder)
     vocabulary = None
-    for item in pairs:
-        sample = _as_sample(item)
-        vocabulary = _same_vocabulary(vocabulary, sample)
-        write_hovernet_patch(sample, folder)
-    if vocabulary is None:
-        raise CosynthError("nothing to export: no pairs given")
-    write_vocabulary(vocabulary, folder)
+    with _new_folder(folder) as tmp:
+        tmp.mkdir()
+        for item in pairs:
+            sample = _as_sample(item)
+            vocabulary = _same_vocabulary(vocabulary, sample)
+            write_hovernet_patch(sample, tmp)
+        if vocabulary is None:
+            raise CosynthError("nothing to export: no pairs given")
+        write_vocabulary(vocabulary, tmp)
     return folder
 
 
@@ -247,9 +251,7 @@ def _new_folder(folder: Path):
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         yield staging / folder.name
-        if folder.exists():
-            os.rename(folder, staging / ".replaced")  # deleted with the staging folder below
-        os.rename(staging / folder.name, folder)
+        replace_folder(staging / folder.name, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -273,6 +275,16 @@ def _type_map(sample: Sample) -> np.ndarray:
     from ..labels.semantic import semantic_map
 
     return semantic_map(sample.instances, sample.classes).astype(np.int32)
+
+
+def check_export_classes(vocabulary: Vocabulary, export: str) -> None:
+    """Raise a CosynthError when the ``export`` format cannot hold ``vocabulary``'s classes.
+
+    For callers that must refuse before making the pairs (a bulk run); formats without a limit pass.
+    """
+    limits = {"pannuke": (PANNUKE.n_classes - 1, "PanNuke"), "lizard": (LIZARD.n_classes - 1, "Lizard")}
+    if export in limits:
+        _check_classes(vocabulary, *limits[export])
 
 
 def _check_classes(vocabulary: Vocabulary, most: int, format: str) -> None:
