@@ -54,7 +54,8 @@ def _link_exclusively(target: Path, path: Path) -> bool:
     except FileExistsError:
         raise FileExistsError(f"{path} already exists; refusing to overwrite it") from None
     except OSError as err:
-        if err.errno in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+        if err.errno in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
+                         errno.ENOSYS):
             return False
         raise
     return True

@@ -95,7 +95,8 @@ def clean_partial(pairs_dir: str | Path) -> int:
     """Remove hidden temporary folders that an interrupted pair write left; return how many.
 
     Only names made by :func:`napari_cosynth.atomic.atomic_path` for pair folders
-    (``.pair-NNNNNN.*.tmp``) are touched. Call it before any process of the run writes.
+    (``.pair-NNNNNN.*.tmp``) are touched. Call it before any process of the run writes, holding the
+    run's lock (:mod:`.lock`): a second run must never clear the first's pairs in the making.
     """
     import shutil
 
@@ -107,4 +108,29 @@ def clean_partial(pairs_dir: str | Path) -> int:
         if entry.is_dir() and entry.name.startswith(f".{PAIR_PREFIX}") and entry.name.endswith(".tmp"):
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
+    return removed
+
+
+def remove_incomplete(pairs_dir: str | Path) -> list[str]:
+    """Remove entries named like a pair that are not a finished one (no meta.json); return their names.
+
+    Pairs appear by an atomic rename, so such a folder was damaged after it was written (a file deleted
+    by hand, a copy cut short). Left in place it would block the pair forever: the writer never
+    overwrites, so the remade pair would land beside it as a duplicate. Pairs are deterministic, so
+    the run remakes it. Call it, like :func:`clean_partial`, only while holding the run's lock.
+    """
+    import shutil
+
+    root = Path(pairs_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in sorted(root.iterdir()):
+        if pair_index(entry.name) is None or (entry / "meta.json").is_file():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
     return removed

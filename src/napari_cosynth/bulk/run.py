@@ -12,11 +12,19 @@ Files under ``out``::
     pairs/pair-NNNNNN the pairs, folder format
     manifest.json     recipe + one record per pair (seed, prompt, nuclei), rewritten at the end
     hovernet/, pannuke/, lizard/   the exports asked for
+    .generate-dataset.lock         held by the run writing here (:mod:`.lock`)
+
+Nothing poisons the folder: every check that can refuse the request (canvas, prompt, guidance,
+classes, exports, a writable ``out``) runs before the first file is written, the run's start-up
+(clean-up, recipe) happens under the folder's lock, and a failed write ends in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +32,16 @@ from pathlib import Path
 from ..atomic import write_text
 from ..errors import CosynthError
 from . import plan
+from .lock import lock_folder
 
 EXPORTS = ("folder", "hovernet", "pannuke", "lizard")
 RECIPE_FILE = "generation.json"
 MANIFEST_FILE = "manifest.json"
 PAIRS_DIR = "pairs"
+HOVERNET_DIR = "hovernet"
+# The HoVer-Net patches are written pair by pair as the pairs are made, into this hidden folder, which
+# becomes hovernet/ when the run is complete (an export appears whole or not at all).
+HOVERNET_STAGING = ".hovernet.partial"
 # Recipe keys that decide the pixels of a pair: a resume with any of them changed would mix datasets.
 _RECIPE_KEYS = ("model_id", "base_seed", "layouts", "size", "batch", "sampler", "steps", "guidance",
                 "prompt", "tissue")
@@ -113,29 +126,120 @@ def generate_dataset(
     Raises
     ------
     CosynthError
-        Bad counts, an unknown export, or ``out`` holding a run made with another recipe.
+        When called: bad counts, an unknown export, ``out`` holding a run made with another recipe,
+        an ``out`` that cannot be written, or anything generating would refuse (canvas, prompt,
+        guidance, classes of the layouts or of an export). Nothing is written before these checks.
+        When iterated: another run writing to ``out``, or a failed write (a full disk).
     """
-    from ..engine.distributed import DistributedContext, barrier
+    from ..engine.distributed import DistributedContext
 
     ctx = ctx or DistributedContext()
     plan.check_plan(n, batch, ctx.rank, ctx.world_size)
     exports = parse_exports(exports)
     out = Path(out)
-    pairs_dir = out / PAIRS_DIR
     recipe = _recipe(meta, source, shape, base_seed, batch, sampler, steps, guidance, prompt, tissue)
     check_recipe(out, recipe)
-    if ctx.is_main:
-        pairs_dir.mkdir(parents=True, exist_ok=True)
-        plan.clean_partial(pairs_dir)
-        if not (out / RECIPE_FILE).exists():
-            write_text(out / RECIPE_FILE, json.dumps(recipe, indent=2) + "\n")
-    barrier(ctx)
+    check_out(out)
+    check_request(model, meta, source, shape, base_seed, exports, sampler, steps, guidance, prompt,
+                  tissue, device)
     return _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps,
                 guidance, prompt, tissue, device, ctx, recipe)
 
 
+def check_out(out: Path) -> None:
+    """Refuse an ``out`` that cannot be written (a path through a file, no write permission), first."""
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent  # the nearest existing folder is where the run's folders will be made
+    if not probe.is_dir():
+        raise CosynthError(f"--out {out}: {probe} is a file, not a folder; choose a folder for --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CosynthError(
+            f"--out {out}: {probe} is not writable (no permission, or a read-only file system); "
+            "choose another --out"
+        )
+
+
+def check_request(model, meta, source, shape, base_seed, exports, sampler, steps, guidance, prompt,
+                  tissue, device) -> None:
+    """Raise what the run would raise at its first pair or at its end, without generating.
+
+    Pair 0's layout is drawn (a dataset with other classes than the model's is refused there) and
+    handed to the engine's ``generate``, which checks the canvas, the points, the prompt's length and
+    the sampler settings when it is called; the run it returns is never started.
+    """
+    from ..data.exports import check_export_classes
+    from ..engine.generate import generate, model_vocabulary
+
+    vocabulary = model_vocabulary(meta)
+    for export in exports:
+        check_export_classes(vocabulary, export)
+    seed = plan.derive_seed(base_seed, 0)
+    generate(model, meta, source.layout(0, seed), shape, prompt=prompt, tissue=tissue, sampler=sampler,
+             steps=steps, guidance=guidance, seed=seed, n=1, device=device).close()
+
+
+@contextlib.contextmanager
+def writing(out: Path):
+    """Turn a failed write under ``out`` (a full disk, a read-only file system) into one clear line."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or out
+        reason = err.strerror or str(err)
+        full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        fix = "free some space" if full else "make it writable"
+        raise CosynthError(
+            f"--out {out}: cannot write {where} ({reason}); {fix} and rerun the same command (finished "
+            "pairs are kept), or choose another --out"
+        ) from err
+
+
+def _start(out: Path, recipe: dict) -> list[str]:
+    """Rank 0, holding the folder's lock: re-check the recipe, clear what a killed run left, write it.
+
+    Returns the names of incomplete pair folders removed (they are remade by this run).
+    """
+    check_recipe(out, recipe)  # another run may have finished here since the first check
+    pairs_dir = out / PAIRS_DIR
+    pairs_dir.mkdir(exist_ok=True)
+    plan.clean_partial(pairs_dir)
+    repaired = plan.remove_incomplete(pairs_dir)
+    if read_recipe(out) is None:
+        try:
+            write_text(out / RECIPE_FILE, json.dumps(recipe, indent=2) + "\n", overwrite=False)
+        except FileExistsError:
+            check_recipe(out, recipe)  # written meanwhile by a run that does not take the lock
+    return repaired
+
+
 def _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps, guidance,
          prompt, tissue, device, ctx, recipe):
+    from ..engine.distributed import barrier
+
+    lock, repaired = None, []
+    try:
+        if ctx.is_main:
+            with writing(out):
+                out.mkdir(parents=True, exist_ok=True)
+                lock = lock_folder(out)
+                repaired = _start(out, recipe)
+        barrier(ctx)  # no rank writes before rank 0 has cleaned up and written the recipe
+        summary = yield from _make_pairs(model, meta, source, out, n, shape, base_seed, exports, batch,
+                                         sampler, steps, guidance, prompt, tissue, device, ctx, recipe)
+        summary["repaired"] = repaired
+        # No barrier after this: the other ranks may exit while rank 0 assembles, and an error in
+        # finish() must not leave them waiting on a collective that never comes.
+        if ctx.is_main:
+            summary.update(finish(out, n, exports, recipe))
+        return summary
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _make_pairs(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps, guidance,
+                prompt, tissue, device, ctx, recipe):
     from ..data.folder import write_sample
     from ..engine.distributed import barrier
     from ..engine.generate import generate, run_to_end
@@ -164,22 +268,18 @@ def _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler,
                                    batch_index=k, batch=len(chunk), layout_seed=plan.derive_seed(base_seed, i),
                                    layout=recipe["layouts"], base_seed=base_seed)
             pair.name = plan.pair_name(i)
-            _write_pair(pair, pairs_dir, write_sample)
-            if "hovernet" in exports:
-                from ..data.exports import write_hovernet_patch
+            with writing(out):
+                _write_pair(pair, pairs_dir, write_sample)
+                if "hovernet" in exports:
+                    from ..data.exports import write_hovernet_patch
 
-                write_hovernet_patch(pair, out / "hovernet", plan.pair_name(i))
+                    write_hovernet_patch(pair, out / HOVERNET_STAGING, plan.pair_name(i))
             written += 1
         del pairs  # nothing of a batch outlives it
         yield BulkProgress(written + skipped, total, skipped)
     barrier(ctx)  # every rank's pairs are on disk before rank 0 takes stock
-    summary = {"rank": ctx.rank, "world_size": ctx.world_size, "written": written, "skipped": skipped,
-               "out": str(out)}
-    # No barrier after this: the other ranks may exit while rank 0 assembles, and an error in
-    # finish() must not leave them waiting on a collective that never comes.
-    if ctx.is_main:
-        summary.update(finish(out, n, exports, recipe))
-    return summary
+    return {"rank": ctx.rank, "world_size": ctx.world_size, "written": written, "skipped": skipped,
+            "out": str(out)}
 
 
 def _write_pair(pair, pairs_dir: Path, write_sample) -> None:
@@ -261,24 +361,65 @@ def finish(out: Path, n: int, exports: Sequence[str], recipe: dict) -> dict:
     paths = [pairs_dir / plan.pair_name(i) for i in range(n)]
     records = [_record(p) for p in paths]
     manifest = {**recipe, "n": n, "pairs_dir": PAIRS_DIR, "exports": list(exports), "pairs": records}
-    write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
     written = {"folder": str(pairs_dir)}
-    if "hovernet" in exports:
-        # Pairs made by an earlier run without --export hovernet have no patch yet.
-        for path in paths:
-            if not (out / "hovernet" / f"{path.name}.npy").is_file():
-                ex.write_hovernet_patch(read_sample(path), out / "hovernet", path.name)
-        ex.write_vocabulary(read_sample(paths[0]).vocabulary, out / "hovernet")
-        written["hovernet"] = str(out / "hovernet")
-    if "pannuke" in exports:
-        written["pannuke"] = str(ex.export_pannuke(paths, out / "pannuke"))
-    if "lizard" in exports:
-        written["lizard"] = str(ex.export_lizard(paths, out / "lizard"))
+    with writing(out):
+        write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
+        if "hovernet" in exports:
+            written["hovernet"] = str(_finish_hovernet(out, paths))
+        if "pannuke" in exports:
+            written["pannuke"] = str(ex.export_pannuke(paths, out / "pannuke"))
+        if "lizard" in exports:
+            written["lizard"] = str(ex.export_lizard(paths, out / "lizard"))
     return {"complete": n, "manifest": str(out / MANIFEST_FILE), "exports": written}
 
 
+def _finish_hovernet(out: Path, paths: list[Path]) -> Path:
+    """Complete the hidden HoVer-Net folder with exactly ``paths``' patches and rename it into place.
+
+    A patch missing from it (a pair made by an earlier run) is linked from the earlier hovernet/ when
+    that holds it, else written from the pair folder; patches of pairs past N are dropped.
+    """
+    import shutil
+
+    from ..atomic import atomic_path, replace_folder
+    from ..data import exports as ex
+    from ..data.folder import read_sample
+
+    staging, final = out / HOVERNET_STAGING, out / HOVERNET_DIR
+    staging.mkdir(exist_ok=True)
+    wanted = {f"{p.name}.npy" for p in paths}
+    for path in paths:
+        patch = staging / f"{path.name}.npy"
+        earlier = final / patch.name
+        if patch.is_file():
+            continue
+        if earlier.is_file():
+            with atomic_path(patch) as tmp:
+                try:
+                    os.link(earlier, tmp)
+                except OSError:
+                    shutil.copyfile(earlier, tmp)
+        else:
+            ex.write_hovernet_patch(read_sample(path), staging, path.name)
+    for entry in staging.iterdir():
+        if entry.name not in wanted:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    ex.write_vocabulary(read_sample(paths[0]).vocabulary, staging)
+    replace_folder(staging, final)
+    return final
+
+
 def _record(path: Path) -> dict:
-    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise CosynthError(
+            f"{path / 'meta.json'}: cannot read the pair's record ({err}); delete the folder {path.name} "
+            "and rerun the same command to remake it"
+        ) from err
     prov = meta.get("provenance", {})
     return {
         "index": prov.get("pair_index"),

@@ -1,0 +1,263 @@
+"""cosynth generate-dataset leaves no folder poisoned and no run stuck (issue 13).
+
+A refused run writes nothing; an incomplete pair folder is remade; an unwritable --out is refused
+before generation and a write failure is one line; the HoVer-Net export appears whole; a second run
+into a folder in use refuses without touching the first's files.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fixtures import write_pannuke
+
+from napari_cosynth import atomic
+from napari_cosynth.bulk import plan
+from napari_cosynth.bulk.run import RECIPE_FILE, generate_dataset
+from napari_cosynth.bulk.sources import open_source
+from napari_cosynth.cli import main
+from napari_cosynth.cli_generate import load_for_generation
+from napari_cosynth.data.folder import read_sample
+from napari_cosynth.data.hovernet_npy import HovernetNpyDataset
+from napari_cosynth.errors import CosynthError
+
+TINY = ["--size", "32", "32", "--steps", "2", "--quiet"]
+
+
+def cli(tiny_checkpoint, out, *extra, n=2) -> list[str]:
+    return ["generate-dataset", "--model", str(tiny_checkpoint), "--layouts", "hardcore", "--n", str(n),
+            "--out", str(out), "--seed", "5", *TINY, *extra]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def seven_class_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The tiny model's architecture with CoNSeP's 7 original classes: too many for PanNuke (5)."""
+    import torch
+
+    from napari_cosynth.engine.checkpoint import load_model, save_model
+    from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.model import CoSynNet
+    from napari_cosynth.vocabularies import CONSEP_ORIGINAL
+
+    _, meta = load_model(tiny_checkpoint)
+    config = CosynthConfig.from_dict(meta["config"])
+    torch.manual_seed(0)
+    model = CoSynNet(config.model, config.text, CONSEP_ORIGINAL.n_classes)
+    return save_model(tmp_path_factory.mktemp("models") / "seven", model, config,
+                      {"classes": list(CONSEP_ORIGINAL.names), "tissues": ["colon"], "model_id": "tiny-7"})
+
+
+# ------------------------------------------------------------------- a refused run writes nothing
+
+
+def test_refused_runs_write_nothing_and_the_corrected_command_runs(
+        tiny_checkpoint, seven_class_checkpoint, tmp_path, capsys):
+    pannuke = tmp_path / "pannuke"
+    write_pannuke(pannuke, n=2, size=32)
+    out = tmp_path / "run"
+    refused = {
+        "multiples of": cli(tiny_checkpoint, out, "--size", "30", "30"),
+        "tokens": cli(tiny_checkpoint, out, "--prompt", "nuclei " * 400),
+        "guidance must be a finite": cli(tiny_checkpoint, out, "--guidance", "nan"),
+        "are not the model's": [*cli(tiny_checkpoint, out), "--layouts", str(pannuke), "--format", "pannuke"],
+        "holds at most 5": cli(seven_class_checkpoint, out, "--export", "pannuke"),
+    }
+    for expected, args in refused.items():
+        assert main(args) == 2, expected
+        assert expected in one_line_error(capsys)
+        assert not out.exists(), f"the refused run ({expected}) wrote {sorted(out.rglob('*'))}"
+    assert main(cli(tiny_checkpoint, out, "--guidance", "2")) == 0
+    assert plan.completed_pairs(out / "pairs") == {0, 1}
+
+
+# ---------------------------------------------------------------- an incomplete pair is remade
+
+
+def test_a_pair_folder_without_meta_json_is_remade(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*cli(tiny_checkpoint, out, n=3), "--json"]) == 0
+    capsys.readouterr()
+    before = read_sample(out / "pairs" / "pair-000001")
+    (out / "pairs" / "pair-000001" / "meta.json").unlink()  # e.g. deleted by hand, or a copy cut short
+    (out / "pairs" / "pair-000002" / "meta.json").unlink()
+    assert main([*cli(tiny_checkpoint, out, n=3), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["written"] == 2 and summary["skipped"] == 1 and summary["complete"] == 3
+    assert summary["repaired"] == ["pair-000001", "pair-000002"]
+    assert sorted(p.name for p in (out / "pairs").iterdir()) == [plan.pair_name(i) for i in range(3)]
+    np.testing.assert_array_equal(read_sample(out / "pairs" / "pair-000001").image, before.image)
+    # And a third run finds nothing to do.
+    assert main([*cli(tiny_checkpoint, out, n=3), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 0
+
+
+# --------------------------------------------------------------------------- an unwritable --out
+
+
+@pytest.fixture
+def no_generation(monkeypatch):
+    """Fail the test if a pair is drawn: the refusal must come before the work."""
+    import napari_cosynth.engine.generate as engine
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a pair was generated before --out was checked")
+
+    monkeypatch.setattr(engine, "run_to_end", forbidden)
+
+
+def test_an_out_path_through_a_file_is_refused_before_generation(tiny_checkpoint, tmp_path, capsys,
+                                                                 no_generation):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    for out in (blocker / "run", blocker):
+        assert main(cli(tiny_checkpoint, out)) == 2
+        err = one_line_error(capsys)
+        assert "--out" in err and "notes.txt" in err and "is a file" in err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_read_only_out_is_refused_before_generation(tiny_checkpoint, tmp_path, capsys, monkeypatch,
+                                                      no_generation):
+    # Tests run as root, whom a chmod does not stop; os.access answers as the kernel would for a user.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    assert main(cli(tiny_checkpoint, locked / "run")) == 2
+    err = one_line_error(capsys)
+    assert "--out" in err and "not writable" in err and str(locked) in err
+    assert list(locked.iterdir()) == []
+
+
+def test_a_read_only_file_system_is_one_line_before_generation(tiny_checkpoint, tmp_path, capsys,
+                                                               monkeypatch, no_generation):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "run" / RECIPE_FILE))
+
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", read_only)
+    assert main(cli(tiny_checkpoint, tmp_path / "run")) == 2
+    err = one_line_error(capsys)
+    assert "Read-only file system" in err and "--out" in err
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_finishes(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import contextlib
+
+    import napari_cosynth.data.folder as folder
+
+    out = tmp_path / "run"
+    real = folder.atomic_path
+    writes = []
+
+    @contextlib.contextmanager
+    def full_after_one(path, **kwargs):
+        writes.append(path)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        with real(path, **kwargs) as tmp:
+            yield tmp
+
+    monkeypatch.setattr(folder, "atomic_path", full_after_one)
+    assert main(cli(tiny_checkpoint, out, n=3)) == 2
+    err = one_line_error(capsys)
+    assert "No space left on device" in err and "pair-000001" in err and "rerun" in err
+    assert plan.completed_pairs(out / "pairs") == {0}
+    assert not [p for p in (out / "pairs").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(folder, "atomic_path", real)
+    assert main([*cli(tiny_checkpoint, out, n=3), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 2
+
+
+# ------------------------------------------------------------------ the HoVer-Net export appears whole
+
+
+def _api_run(tiny_checkpoint, out, n, exports=("folder", "hovernet")):
+    model, meta, vocabulary, magnification, shape = load_for_generation(str(tiny_checkpoint), (32, 32), "cpu")
+    source = open_source("hardcore", None, meta=meta, vocabulary=vocabulary, shape=shape,
+                         magnification=magnification)
+    return generate_dataset(model, meta, source, out, n, shape=shape, base_seed=5, exports=exports, steps=2)
+
+
+def _finish(run) -> dict:
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_the_hovernet_export_is_built_hidden_and_renamed(tiny_checkpoint, tmp_path):
+    out = tmp_path / "run"
+    run = _api_run(tiny_checkpoint, out, 2)
+    next(run)  # pair 0 is written, with its patch
+    assert not (out / "hovernet").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".hovernet")]  # built hidden
+    _finish(run)
+    assert HovernetNpyDataset(out / "hovernet").names == ["pair-000000", "pair-000001"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".hovernet")]
+    # A longer rerun leaves the earlier export whole until the new one replaces it.
+    earlier = sorted(p.name for p in (out / "hovernet").iterdir())
+    run = _api_run(tiny_checkpoint, out, 3)
+    next(run)
+    next(run)  # pair 2 is written
+    assert sorted(p.name for p in (out / "hovernet").iterdir()) == earlier
+    _finish(run)
+    assert HovernetNpyDataset(out / "hovernet").names == [plan.pair_name(i) for i in range(3)]
+
+
+# ------------------------------------------------------------------- two runs into one folder
+
+
+def test_a_second_run_into_a_folder_in_use_refuses_and_deletes_nothing(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = _api_run(tiny_checkpoint, out, 3, exports=("folder",))
+    next(first)  # the first run holds the folder and has written pair 0
+    half_built = out / "pairs" / ".pair-000001.abc.tmp"  # the first run's pair in the making
+    half_built.mkdir()
+    recipe = (out / RECIPE_FILE).read_text()
+    assert main(cli(tiny_checkpoint, out, n=3)) == 2
+    err = one_line_error(capsys)
+    assert "another" in err and str(os.getpid()) in err and str(out) in err
+    assert half_built.is_dir() and (out / RECIPE_FILE).read_text() == recipe
+    half_built.rmdir()
+    assert _finish(first)["complete"] == 3
+    assert main(cli(tiny_checkpoint, out, n=3)) == 0  # the folder is free again
+
+
+def test_the_settings_file_is_created_exclusively(tmp_path):
+    path = tmp_path / RECIPE_FILE
+    atomic.write_text(path, "first")
+    with pytest.raises(FileExistsError):
+        atomic.write_text(path, "second", overwrite=False)
+    assert path.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == [RECIPE_FILE]
+    atomic.write_text(tmp_path / "new.json", "made", overwrite=False)
+    assert (tmp_path / "new.json").read_text() == "made"
+
+
+def test_a_recipe_written_by_another_run_meanwhile_is_not_overwritten(tiny_checkpoint, tmp_path,
+                                                                     monkeypatch):
+    # Both runs saw no generation.json; the other one wrote its recipe first (before this one's lock).
+    import napari_cosynth.bulk.run as bulk_run
+
+    out = tmp_path / "run"
+    real_lock = bulk_run.lock_folder
+
+    def other_run_first(folder, *args, **kwargs):
+        atomic.write_text(Path(folder) / RECIPE_FILE, json.dumps({"model_id": "other"}))
+        return real_lock(folder, *args, **kwargs)
+
+    monkeypatch.setattr(bulk_run, "lock_folder", other_run_first)
+    with pytest.raises(CosynthError, match="an earlier run here used model_id = 'other'"):
+        _finish(_api_run(tiny_checkpoint, out, 1, exports=("folder",)))
+    assert json.loads((out / RECIPE_FILE).read_text()) == {"model_id": "other"}
