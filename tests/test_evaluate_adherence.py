@@ -60,6 +60,21 @@ def test_report_is_complete_and_written(tiny_checkpoint, data, tmp_path):
     assert any("cropped from 34x37 to 32x36" in n for n in report["notes"])
     assert len(real) == 3 and report["n_samples"] == 3
 
+    # Stored semantic maps give each nucleus one class; the raw output's mixtures are counted.
+    pairs = [open_dataset(out / "pairs", "folder")[i] for i in range(3)]
+    for pair in pairs:
+        for label, cls in enumerate(pair.classes, start=1):
+            assert set(np.unique(pair.semantic[pair.instances == label])) == {cls}
+        assert not pair.semantic[pair.instances == 0].any()
+    mixed = report["mixed_classes"]
+    assert mixed["stored"] == 0 and mixed["nuclei"] == det["tp"] + det["fp"]
+    assert 0 <= mixed["raw_model_output"] <= mixed["nuclei"]
+    assert mixed["raw_model_output"] == sum(p.provenance["nuclei_with_mixed_classes"] for p in pairs)
+    share = report["nuclei_pixel_share"]
+    assert share["generated"] == pytest.approx(
+        sum((p.semantic > 0).sum() for p in pairs) / sum(p.semantic.size for p in pairs))
+    assert 0 < share["real"] < 1
+
     assert len(list_pairs(out / "pairs")) == 3
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["detection"]["f_d"] == pytest.approx(det["f_d"])

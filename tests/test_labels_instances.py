@@ -15,6 +15,7 @@ from napari_cosynth.labels.instances import (
     SeparationParams,
     connected_components,
     instances_from_maps,
+    one_class_per_nucleus,
 )
 from napari_cosynth.labels.semantic import semantic_map
 from napari_cosynth.metrics.instance import aji
@@ -95,6 +96,20 @@ def test_class_is_the_majority_of_the_semantic_map_over_the_instance():
     _, base_classes = connected_components(sem)
     counts = np.bincount(sem[inst > 0], minlength=5)
     assert base_classes.tolist() == [int(np.argmax(counts[1:]) + 1)]
+
+
+def test_each_nucleus_is_painted_in_its_voted_class_and_mixtures_are_counted():
+    inst = two_touching_disks()
+    sem = semantic_map(inst, np.array([1, 4]))
+    sem[(inst == 1) & (np.arange(50)[None, :] < 10)] = 3  # the left nucleus holds classes 1 and 3
+    sem[0, 0] = 2  # a stray foreground pixel that no instance keeps
+    instances, classes = instances_from_maps(sem, distance_map(inst))
+    voted, mixed = one_class_per_nucleus(instances, classes, sem)
+    assert mixed == 1
+    assert voted.dtype == np.uint8
+    assert np.array_equal(voted, semantic_map(instances, classes))
+    assert set(np.unique(voted[instances == 1])) == {1} and voted[0, 0] == 0
+    assert one_class_per_nucleus(instances, classes, voted)[1] == 0
 
 
 def test_small_fragments_are_removed_and_instances_renumbered_sequentially():

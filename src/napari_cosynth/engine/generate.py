@@ -22,11 +22,12 @@ import torch
 
 from .. import __version__
 from ..errors import CosynthError
-from ..labels.instances import SeparationParams, instances_from_maps
+from ..labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
 from ..labels.points import point_map
 from ..prompts import prompt_for_points
 from ..sample import PointTable, Sample, Vocabulary
-from .sampler import DEFAULT_FAST_STEPS, SampleOutput, sample
+from .sampler import SampleOutput, sample
+from .sampler_names import DEFAULT_SAMPLER, check_sampler, default_steps
 
 TARGETS = ("image", "labels")
 
@@ -178,9 +179,10 @@ def generate(
     *,
     prompt: str | Sequence[str] | None = None,
     tissue: str | None = None,
-    sampler: str = "fast",
+    sampler: str = DEFAULT_SAMPLER,
     steps: int | None = None,
     guidance: float = 2.0,
+    eta: float | None = None,
     seed: int | None = None,
     n: int = 1,
     device="cpu",
@@ -206,12 +208,15 @@ def generate(
         omitted (class order shuffled by the seed).
     tissue : str, optional
         Tissue for a built prompt; the model's first tissue when omitted.
-    sampler : {"fast", "reference"}
-        See :func:`napari_cosynth.engine.sampler.sample`.
+    sampler : str
+        One of :data:`napari_cosynth.engine.sampler_names.SAMPLERS` (see
+        :func:`napari_cosynth.engine.sampler.sample`); the default is ``DEFAULT_SAMPLER``.
     steps : int, optional
-        Fast sampler steps (default 50); the reference sampler always takes all T.
+        Sampler steps (default 20; 50 for ``"fast"``); the reference sampler always takes all T.
     guidance : float
         Classifier-free guidance scale on the prompt (1 = off; CoSyn uses 2).
+    eta : float, optional
+        DDIM noise scale in [0, 1] for ``sampler="ddim"`` (0 when omitted).
     seed : int, optional
         Seed of every random draw; drawn at random and recorded in the provenance when omitted.
     n : int
@@ -243,6 +248,7 @@ def generate(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CosynthError(f"n must be a positive number of pairs, got {n!r}")
+    check_sampler(sampler, steps, eta, guidance)
     h, w = _check_shape(model, shape)
     device = _as_device(device)
     vocabulary = model_vocabulary(meta)
@@ -264,6 +270,7 @@ def generate(
         "sampler": sampler,
         "steps": n_steps,
         "guidance": float(guidance),
+        **({} if eta is None else {"eta": float(eta)}),
         "model_id": meta.get("model_id", "unknown"),
         "version": __version__,
         "device": str(device),
@@ -279,7 +286,7 @@ def generate(
     with _eval_mode(model), torch.no_grad():
         cond, uncond = encode(model, point_maps.to(device), tokens.to(device), float(guidance))
     steps_iter = sample(
-        model, cond, uncond, (n, h, w), kind=sampler, steps=steps, guidance=float(guidance),
+        model, cond, uncond, (n, h, w), kind=sampler, steps=steps, guidance=float(guidance), eta=eta,
         generator=generator, known=_to_device(known_t, device) or None,
         preview_every=preview_every, schedule=diffusion,
     )
@@ -306,6 +313,7 @@ def _finish_generate(steps_iter, model, preview_every, tables, prompts, tissue, 
     pairs = []
     for i in range(len(tables)):
         instances, classes = instances_from_maps(semantics[i], distances[i], separation_params(meta))
+        semantic, mixed = one_class_per_nucleus(instances, classes, semantics[i])
         pairs.append(
             Sample(
                 image=images[i],
@@ -316,9 +324,10 @@ def _finish_generate(steps_iter, model, preview_every, tables, prompts, tissue, 
                 magnification=float(meta.get("magnification") or 40.0),
                 name=f"pair-{provenance['seed']}-{i}",
                 points=tables[i],
-                semantic=semantics[i],
+                semantic=semantic,
                 distance=distances[i],
-                provenance={**provenance, "index": i, "prompt": prompts[i]},
+                provenance={**provenance, "index": i, "prompt": prompts[i],
+                            "nuclei_with_mixed_classes": mixed},
             )
         )
     return pairs
@@ -355,7 +364,7 @@ def _prompts(prompt, tables, vocabulary, tissue, meta, seed, n) -> list[str]:
 def _resolved_steps(sampler: str, steps: int | None, meta: dict) -> int:
     if sampler == "reference":
         return int(((meta.get("config") or {}).get("diffusion") or {}).get("timesteps", 1000))
-    return DEFAULT_FAST_STEPS if steps is None else int(steps)
+    return default_steps(sampler) if steps is None else int(steps)
 
 
 def _to_device(known: dict, device) -> dict:
@@ -432,9 +441,10 @@ def resynthesize(
     region: np.ndarray | None = None,
     prompt: str | None = None,
     tissue: str | None = None,
-    sampler: str = "fast",
+    sampler: str = DEFAULT_SAMPLER,
     steps: int | None = None,
     guidance: float = 2.0,
+    eta: float | None = None,
     seed: int | None = None,
     device="cpu",
     preview_every: int = 0,
@@ -456,7 +466,7 @@ def resynthesize(
     region : bool array (H, W), optional
         Redraw the target only inside this region and keep it outside; the other side is kept
         everywhere.
-    prompt, tissue, sampler, steps, guidance, seed, device, preview_every
+    prompt, tissue, sampler, steps, guidance, eta, seed, device, preview_every
         As for :func:`generate`; the prompt defaults to the pair's recorded one, else one built from
         its points.
 
@@ -470,6 +480,7 @@ def resynthesize(
     """
     if target not in TARGETS:
         raise CosynthError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    check_sampler(sampler, steps, eta, guidance)
     h, w = _check_shape(model, pair.shape)
     device = _as_device(device)
     vocabulary = model_vocabulary(meta)
@@ -512,6 +523,7 @@ def resynthesize(
     n_steps = _resolved_steps(sampler, steps, meta)
     provenance = {
         "seed": seed, "sampler": sampler, "steps": n_steps, "guidance": float(guidance),
+        **({} if eta is None else {"eta": float(eta)}),
         "model_id": meta.get("model_id", "unknown"), "version": __version__, "device": str(device),
         "resynthesized": target, "region": region is not None, "prompt": prompts[0],
         "source": pair.name,
@@ -523,7 +535,7 @@ def resynthesize(
     with _eval_mode(model), torch.no_grad():
         cond, uncond = encode(model, pm, tokens.to(device), float(guidance))
     steps_iter = sample(
-        model, cond, uncond, (1, h, w), kind=sampler, steps=steps, guidance=float(guidance),
+        model, cond, uncond, (1, h, w), kind=sampler, steps=steps, guidance=float(guidance), eta=eta,
         generator=generator, known=_to_device(known, device), preview_every=preview_every,
         schedule=diffusion,
     )
@@ -550,6 +562,8 @@ def _finish_resynthesize(steps_iter, model, preview_every, pair, target, semanti
         image = pair.image
         instances, classes = instances_from_maps(new_semantic, new_distance,
                                                  separation_params(pair.magnification))
+        new_semantic, provenance["nuclei_with_mixed_classes"] = one_class_per_nucleus(
+            instances, classes, new_semantic)
     return pair.with_(
         image=image,
         instances=instances,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CosynthError
+from ..labels.instances import one_class_per_nucleus
 from ..labels.points import centroid_table
 from ..metrics.detection import DetectionCounts, radius_for
 from ..metrics.distribution import fsd
@@ -191,6 +192,35 @@ def _class_counts(classes: np.ndarray, vocabulary: Vocabulary) -> dict[str, int]
     return {name: int((np.asarray(classes) == i).sum()) for i, name in enumerate(vocabulary.names) if i}
 
 
+def _share(semantic: np.ndarray) -> float:
+    return float(np.count_nonzero(semantic)) / max(1, np.asarray(semantic).size)
+
+
+def _pixel_shares(real: list[np.ndarray], generated: list[np.ndarray]) -> dict:
+    """Pooled share of nucleus pixels, real maps against the maps generated from their layouts."""
+    gen = float(sum(np.count_nonzero(g) for g in generated)) / max(1, sum(g.size for g in generated))
+    if len(real) < len(generated) or not real:
+        return {"real": None, "generated": gen, "relative_difference": None}
+    ref = float(sum(np.count_nonzero(r) for r in real)) / max(1, sum(r.size for r in real))
+    return {"real": ref, "generated": gen, "relative_difference": (gen - ref) / ref if ref else None}
+
+
+def _mixed_classes(rows: list[dict]) -> dict:
+    """Generated nuclei with pixels of two classes: in the stored semantic maps, and in the model's raw
+    output before each nucleus was painted in its voted class (recorded in the provenance)."""
+    known = [r for r in rows if r["nuclei_with_mixed_classes"] is not None]
+    raw = sum(r["nuclei_with_mixed_classes"] for r in known)
+    stored = sum(r["nuclei_with_mixed_classes_stored"] for r in rows)
+    nuclei = sum(r["n_generated"] for r in rows)
+    return {
+        "nuclei": nuclei,
+        "stored": stored,
+        "stored_share": stored / nuclei if nuclei else None,
+        "raw_model_output": raw if known else None,
+        "raw_share": raw / sum(r["n_generated"] for r in known) if known and nuclei else None,
+    }
+
+
 def adherence_report(
     model_path,
     data,
@@ -270,6 +300,11 @@ def adherence_report(
             "name": sample.name, "size": list(sample.shape), "seed": pair.provenance["seed"],
             "prompt": prompt, "n_real": len(points), "n_generated": len(drawn),
             "f_d": one["f_d"], "acc": one["acc"],
+            "nuclei_pixel_share": {"real": _share(real_sem[-1]) if sample.has_masks else None,
+                                   "generated": _share(pair.semantic)},
+            "nuclei_with_mixed_classes": pair.provenance.get("nuclei_with_mixed_classes"),
+            "nuclei_with_mixed_classes_stored": one_class_per_nucleus(
+                pair.instances, pair.classes, pair.semantic)[1],
         })
         if pairs_dir is not None:
             from ..data.folder import safe_name, write_sample
@@ -308,6 +343,8 @@ def adherence_report(
         "fsd": fsd_value,
         "fsd_scale": "percent (proportions x 100)",
         "counts": {"real": real_counts, "generated": gen_counts},
+        "nuclei_pixel_share": _pixel_shares(real_sem, gen_sem),
+        "mixed_classes": _mixed_classes(rows),
         "samples": rows,
         "notes": notes,
     }
