@@ -1,4 +1,5 @@
-"""The fast and reference samplers: steps, guidance batching, fixed maps, seeding, stopping, previews."""
+"""The fast (DDIM) and reference samplers: steps, guidance batching, fixed maps, seeding, stopping,
+previews. The multistep solvers are tested in test_engine_solvers."""
 
 from __future__ import annotations
 
@@ -353,7 +354,7 @@ def test_bad_arguments_are_refused_when_called(schedule):
     cond, uncond = _conds(model)
     ok = {"schedule": schedule, "generator": torch.Generator().manual_seed(0)}
     cases = [
-        ({"kind": "ddim"}, "unknown sampler"),
+        ({"kind": "euler"}, "unknown sampler"),
         ({"steps": 0}, "sampler steps"),
         ({"steps": 1001}, "sampler steps"),
         ({"kind": "reference", "steps": 50}, "reference sampler runs all 1000"),

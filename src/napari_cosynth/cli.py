@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, cli_bulk, cli_evaluate, cli_layouts, cli_segmenter
+from .cli_generate import add_sampler_args
 from .errors import CosynthError
 
 FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
@@ -211,8 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default=None, help="text prompt; built from the points if omitted")
     p.add_argument("--tissue", default=None, help="tissue for the built prompt (model's first if omitted)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="canvas size")
-    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
-    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    add_sampler_args(p)
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--seed", type=int, default=None, help="random seed (drawn and recorded if omitted)")
     p.add_argument("--n", type=int, default=1, help="number of pairs")

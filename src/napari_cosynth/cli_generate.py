@@ -10,7 +10,27 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS, SOLVERS, check_sampler
 from .errors import CosynthError
+
+SAMPLER_FLAGS = {"sampler": "--sampler", "steps": "--steps", "eta": "--eta", "guidance": "--guidance"}
+
+
+def add_sampler_args(p, default: str = DEFAULT_SAMPLER) -> None:
+    """--sampler, --steps and --eta (check them with :func:`check_sampler_args`)."""
+    p.add_argument("--sampler", choices=SAMPLERS, default=default,
+                   help=f"{', '.join(SOLVERS)}: fast solvers; 'fast' = ddim with 50 steps (earlier "
+                        f"versions' sampler); 'reference' = CoSyn's 1000-step ancestral sampler "
+                        f"(default {default})")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default 20; 50 for 'fast'; the reference takes all 1000)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="ddim only: noise scale in [0, 1] (0 = deterministic, the default)")
+
+
+def check_sampler_args(args) -> None:
+    """One clear error line naming the flag for a bad --sampler / --steps / --eta / --guidance."""
+    check_sampler(args.sampler, args.steps, getattr(args, "eta", None), args.guidance, flags=SAMPLER_FLAGS)
 
 
 def resolve_checkpoint(model: str) -> Path:
@@ -51,6 +71,7 @@ def run_generate(args, drive) -> int:
     from .engine.generate import generate
     from .layouts.hardcore import layout_like_training_data
 
+    check_sampler_args(args)
     device = resolve_device(args.device)
     model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, device)
     if args.n < 1:
@@ -65,8 +86,8 @@ def run_generate(args, drive) -> int:
         layout = points if points is not None else layout_like_training_data(
             meta.get("training_data"), vocabulary, shape, magnification, rng=seed)
         run = generate(model, meta, layout, shape, prompt=args.prompt, tissue=args.tissue,
-                       sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=seed,
-                       device=device)
+                       sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta,
+                       seed=seed, device=device)
         (pair,) = drive(run, f"pair {i + 1}/{args.n}", quiet=args.quiet)
         pair.provenance["layout"] = str(args.points) if points is not None else "hardcore (training density)"
         path = write_sample(pair, args.out, name=f"pair-{seed}")

@@ -1,14 +1,17 @@
-"""Sampling image, distance map and semantic map together: one API, a fast and a reference kind.
+"""Sampling image, distance map and semantic map together: one API, several solvers on one loop.
 
-Both kinds run the same loop over a decreasing list of timesteps t_1 > ... > t_S and the same step
-from t to the next timestep s (s = -1 after the last): the generalised DDIM step of
-:meth:`.schedule.NoiseSchedule.ddim_step` for image and distance, and a draw from the categorical
-posterior q(x_s | x_t, x0_hat) of :mod:`.categorical` for the labels.
+Every sampler runs the same loop over a decreasing list of timesteps t_1 > ... > t_S and the same step
+from t to the next timestep s (s = -1 after the last): a Gaussian solver step of :mod:`.solvers` for
+image and distance, and a draw from the categorical posterior q(x_s | x_t, x0_hat) of
+:mod:`.categorical` for the labels. The names (:mod:`.sampler_names`):
 
-- ``"reference"``: every timestep T-1..0 with ``eta = 1``, which is the DDPM ancestral step (posterior
-  variance) for the Gaussian part and the one-step posterior for the labels: CoSyn's sampler.
-- ``"fast"``: S << T trailing-spaced timesteps with ``eta = 0`` (deterministic DDIM) for the Gaussian
-  part and the exact multi-step posterior for the labels.
+- ``"reference"``: every timestep T-1..0 with DDIM ``eta = 1``, which is the DDPM ancestral step
+  (posterior variance) for the Gaussian part and the one-step posterior for the labels: CoSyn's sampler.
+- ``"dpm++2m"``, ``"dpm++2m-sde"``, ``"unipc"``, ``"ddim"``: S << T trailing-spaced timesteps (20 by
+  default) with that solver for the Gaussian part and the exact multi-step posterior for the labels.
+  ``"ddim"`` takes ``eta`` (0 = deterministic).
+- ``"fast"``: DDIM, eta 0, 50 steps by default: the fast sampler of earlier versions, kept so that
+  settings and pairs naming it draw what they drew.
 
 Classifier-free guidance combines the conditional and unconditional outputs of ONE batched forward
 (size 2B) as ``uncond + g (cond - uncond)`` on all three heads (the label head on its logits, as CoSyn
@@ -33,10 +36,11 @@ import torch
 
 from ..errors import CosynthError
 from .categorical import MultinomialDiffusion, sample_categorical
+from .sampler_names import SAMPLERS, check_sampler, default_steps
 from .schedule import NoiseSchedule, draw_normal
+from .solvers import make_solver
 
-KINDS = ("fast", "reference")
-DEFAULT_FAST_STEPS = 50
+KINDS = SAMPLERS
 KNOWN_KEYS = ("image", "distance", "labels", "mask")
 
 
@@ -161,6 +165,7 @@ def sample(
     kind: str = "fast",
     steps: int | None = None,
     guidance: float = 1.0,
+    eta: float | None = None,
     generator: torch.Generator | None = None,
     known: dict | None = None,
     preview_every: int = 0,
@@ -178,12 +183,15 @@ def sample(
         The same with the prompt dropped; needed when ``guidance != 1``.
     shape : (B, H, W)
         Batch size and size; ``model.check_size(H, W)`` is asked first.
-    kind : {"fast", "reference"}
-        See the module docstring.
+    kind : str
+        A sampler name of :data:`.sampler_names.SAMPLERS`; see the module docstring.
     steps : int, optional
-        Fast: number of steps, default 50. Reference: always all T timesteps (None or T).
+        Number of steps: 20 by default for the solvers, 50 for ``"fast"``. The reference always
+        takes all T timesteps (None or T).
     guidance : float
         Classifier-free guidance scale; 1 = off (CoSyn samples with 2).
+    eta : float, optional
+        DDIM's noise scale in [0, 1] (``"ddim"`` and ``"fast"`` only; 0 when omitted).
     generator : torch.Generator, optional
         Every random draw comes from it: the same seed, device and settings give identical output.
         A fresh randomly seeded generator when omitted.
@@ -211,10 +219,9 @@ def sample(
         ``StopIteration.value``); ``drain(sample(...))`` runs it to the end. The arguments are checked
         when ``sample`` is called, before the first step.
     """
-    if kind not in KINDS:
-        raise CosynthError(f"unknown sampler {kind!r}; choose one of {', '.join(KINDS)}")
+    check_sampler(kind, None, eta)
     schedule = _as_schedule(schedule)
-    n_steps = DEFAULT_FAST_STEPS if steps is None and kind == "fast" else steps
+    n_steps = default_steps(kind) if steps is None else steps
     if kind == "reference":
         if steps is not None and steps != schedule.timesteps:
             raise CosynthError(
@@ -223,7 +230,6 @@ def sample(
             )
         n_steps = schedule.timesteps
     timesteps = schedule.sampling_timesteps(n_steps)
-    eta = 1.0 if kind == "reference" else 0.0
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CosynthError(f"guidance must be a finite number (1 = off), got {guidance!r}")
     if guidance < 0:
@@ -253,7 +259,7 @@ def sample(
         (b, h, w),
         n_classes,
         timesteps,
-        eta,
+        make_solver(kind, schedule, timesteps, eta),
         guidance,
         generator,
         known,
@@ -274,7 +280,7 @@ class _Plan:
     shape: tuple[int, int, int]
     n_classes: int
     timesteps: list[int]
-    eta: float
+    solver: object  # a .solvers solver, fresh for this run (multistep solvers keep a history)
     guidance: float
     generator: torch.Generator
     known: dict
@@ -328,8 +334,7 @@ def _loop(plan: _Plan) -> Generator[SamplerStep, None, SampleOutput]:
         )
         x_t = torch.cat([x_image, x_distance], dim=1)
         pred = torch.cat([pred_image, pred_distance], dim=1)
-        noise = draw_normal(x_t.shape, generator, device) if plan.eta > 0 and s >= 0 else None
-        x_s, x0 = plan.schedule.ddim_step(x_t, pred, t, s, eta=plan.eta, noise=noise)
+        x_s, x0 = plan.solver.step(x_t, pred, t, s, generator)
         x_image, x_distance = x_s[:, :3], x_s[:, 3:]
         log_post = plan.labels.model_posterior_log_probs(logits, x_labels, t, s)
         x_labels = sample_categorical(log_post, generator)

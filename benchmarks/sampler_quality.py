@@ -1,0 +1,208 @@
+"""Sampler candidates against the 1000-step reference: adherence figures with bootstrap CIs, and speed.
+
+Two steps (docs/benchmarks.md, "Samplers"):
+
+    # 1. one adherence run per candidate (the same layouts and seeds for all), timed per pair
+    OMP_NUM_THREADS=1 python benchmarks/sampler_quality.py run --sampler dpm++2m --steps 20 \\
+        --limit 32 --out runs/bench-sampler/dpm++2m-20
+    # (the reference may come from `cosynth evaluate adherence --sampler reference --out DIR` as well;
+    #  its seconds per pair are then read off the times its pairs were written)
+    # 2. the table: every run against the reference, bootstrap over patches (paired: the same
+    #    resampled patches for every run)
+    python benchmarks/sampler_quality.py summary --reference runs/bench-sampler/reference \\
+        runs/bench-sampler/*-20 --json-out benchmarks/results-samplers.json
+
+A run folder is what ``adherence_report(out=...)`` writes (``pairs/`` with the input points of each
+pair in its points.csv, ``report.json``) plus ``timing.json`` from step 1. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cmd_run(args) -> int:
+    import torch
+
+    from napari_cosynth.cli_generate import resolve_checkpoint
+    from napari_cosynth.engine import generate as generate_module
+    from napari_cosynth.evaluate.adherence import adherence_report
+
+    torch.set_num_threads(args.threads)
+    if args.eta is not None:
+        # adherence_report takes no eta; the evaluation reaches generate through this module attribute.
+        generate_module.generate = functools.partial(generate_module.generate, eta=args.eta)
+    run = adherence_report(resolve_checkpoint(args.model), args.data, args.format, sampler=args.sampler,
+                           steps=args.steps, guidance=args.guidance, seed=args.seed, limit=args.limit,
+                           out=args.out, device="cpu")
+    seconds, last = [], time.perf_counter()
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            report = stop.value
+            break
+        now = time.perf_counter()
+        seconds.append(now - last)
+        last = now
+    timing = {"sampler": args.sampler, "steps": report["steps"], "eta": args.eta, "threads": args.threads,
+              "seconds": seconds, "note": "seconds[0] includes loading the model and data"}
+    (Path(args.out) / "timing.json").write_text(json.dumps(timing, indent=1))
+    print(json.dumps({"out": args.out, "f_d": report["detection"]["f_d"],
+                      "median_s": float(np.median(seconds[1:] or seconds))}))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+
+def _load_run(folder: Path):
+    """Per-patch pairing outcomes, nuclei pixel counts and seconds of one run folder."""
+    from napari_cosynth.data.folder import read_sample
+    from napari_cosynth.labels.points import centroid_table
+    from napari_cosynth.metrics.detection import pair_centroids, radius_for
+
+    report = json.loads((folder / "report.json").read_text())
+    radius = radius_for(float(report["magnification"]))
+    patches, vocabulary = [], None
+    for path in sorted(p for p in (folder / "pairs").iterdir() if p.is_dir()):
+        pair = read_sample(path)
+        vocabulary = pair.vocabulary
+        true, pred = pair.points, centroid_table(pair.instances, pair.classes)
+        pairs, ut, up = pair_centroids(true.xy, pred.xy, radius)
+        patches.append({
+            "name": path.name,
+            "pt": true.classes[pairs[:, 0]], "pp": pred.classes[pairs[:, 1]],
+            "ut": true.classes[ut], "up": pred.classes[up],
+            "nuclei_px": int((np.asarray(pair.semantic) > 0).sum()),
+            "px": int(np.asarray(pair.semantic).size),
+        })
+    timing_file = folder / "timing.json"
+    if timing_file.exists():
+        timing = json.loads(timing_file.read_text())
+        seconds = timing["seconds"][1:] or timing["seconds"]
+        eta = timing.get("eta")
+    else:
+        # A run of `cosynth evaluate adherence`: the gaps between its pairs' write times.
+        times = sorted((p / "image.png").stat().st_mtime for p in (folder / "pairs").iterdir() if p.is_dir())
+        seconds, eta = list(np.diff(times)), None
+    label = f"{report['sampler']} {report['steps']}" + (f" eta {eta:g}" if eta else "")
+    return {"label": label, "folder": str(folder), "patches": patches, "seconds": seconds,
+            "vocabulary": vocabulary}
+
+
+def _figures(patches: list[dict], idx: np.ndarray, vocabulary) -> dict:
+    from napari_cosynth.metrics.detection import _class_f1
+
+    cat = lambda key: np.concatenate([patches[i][key] for i in idx])  # noqa: E731
+    pt, pp, ut, up = cat("pt"), cat("pp"), cat("ut"), cat("up")
+    tp, fp, fn = len(pt), len(up), len(ut)
+    out = {
+        "f_d": 2 * tp / max(2 * tp + fp + fn, 1),
+        "fp": fp / len(idx),  # spurious nuclei per patch
+        "acc": float((pt == pp).mean()) if tp else float("nan"),
+        "nuclei_share": sum(patches[i]["nuclei_px"] for i in idx) / sum(patches[i]["px"] for i in idx),
+    }
+    for c, name in enumerate(vocabulary.names):
+        if c:
+            f1 = _class_f1(pt, pp, ut, up, c)
+            out[f"f1_{name}"] = float("nan") if f1 is None else f1
+    return out
+
+
+def cmd_summary(args) -> int:
+    runs = [_load_run(Path(args.reference))] + [_load_run(Path(f)) for f in args.runs]
+    n = min(len(r["patches"]) for r in runs)
+    names = [p["name"] for p in runs[0]["patches"][:n]]
+    for r in runs:
+        if [p["name"] for p in r["patches"][:n]] != names:
+            raise SystemExit(f"{r['folder']}: its patches are not the reference's (same --limit and data?)")
+    vocabulary = runs[0]["vocabulary"]
+    rng = np.random.default_rng(args.seed)
+    boots = [rng.integers(0, n, n) for _ in range(args.boot)]
+    everything = np.arange(n)
+    ref_boot = [_figures(runs[0]["patches"], b, vocabulary) for b in boots]
+    table = []
+    for r in runs:
+        point = _figures(r["patches"], everything, vocabulary)
+        boot = ref_boot if r is runs[0] else [_figures(r["patches"], b, vocabulary) for b in boots]
+        row = {"sampler": r["label"], "n_patches": n, "folder": r["folder"],
+               "seconds_per_pair_median": float(np.median(r["seconds"])) if r["seconds"] else None,
+               "seconds_n": len(r["seconds"])}
+        for key, value in point.items():
+            values = np.array([b[key] for b in boot])
+            deltas = values - np.array([b[key] for b in ref_boot])
+            row[key] = {
+                "value": value,
+                "ci95": [float(np.nanpercentile(values, 2.5)), float(np.nanpercentile(values, 97.5))],
+                "minus_reference_ci95": [float(np.nanpercentile(deltas, 2.5)),
+                                         float(np.nanpercentile(deltas, 97.5))],
+            }
+        table.append(row)
+    result = {"n_patches": n, "bootstrap": args.boot, "seed": args.seed, "runs": table}
+    text = json.dumps(result, indent=1)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    if args.markdown:
+        print(_markdown(table))
+    else:
+        print(text)
+    return 0
+
+
+def _markdown(table: list[dict]) -> str:
+    keys = [k for k in table[0] if isinstance(table[0][k], dict)]
+    lines = ["| sampler | s/pair | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for row in table:
+        cells = []
+        for k in keys:
+            v, (lo, hi) = row[k]["value"], row[k]["ci95"]
+            d_lo, d_hi = row[k]["minus_reference_ci95"]
+            fmt = "{:.2f}" if k == "fp" else "{:.3f}"
+            cell = f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+            if row is not table[0]:
+                cell += f" Δ[{fmt.format(d_lo)}, {fmt.format(d_hi)}]"
+            cells.append(cell)
+        sec = row["seconds_per_pair_median"]
+        sec = "" if sec is None else f"{sec:.1f}"
+        lines.append(f"| {row['sampler']} | {sec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True)
+    p = sub.add_parser("run", help="one adherence run of one sampler, timed per pair")
+    p.add_argument("--sampler", required=True)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--model", default="default")
+    p.add_argument("--data", default="/work/shared/data/consep/test")
+    p.add_argument("--format", default="consep")
+    p.add_argument("--limit", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("summary", help="bootstrap CIs of every run against the reference")
+    p.add_argument("--reference", required=True)
+    p.add_argument("runs", nargs="*")
+    p.add_argument("--boot", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json-out", default=None)
+    p.add_argument("--markdown", action="store_true")
+    p.set_defaults(func=cmd_summary)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The sampler names users choose from, their default steps, and the checks of sampler settings.
+
+Torch-free, so the command line and the napari widget can list and check the choices without
+importing the engine. The solvers themselves live in :mod:`.solvers`.
+
+- ``"dpm++2m"``: DPM-Solver++ 2M (Lu et al. 2022), deterministic, multistep.
+- ``"dpm++2m-sde"``: its stochastic variant (SDE-DPM-Solver++ 2M).
+- ``"unipc"``: UniPC predictor-corrector (Zhao et al. 2023), order 2.
+- ``"ddim"``: DDIM (Song et al. 2021); ``eta`` > 0 adds DDPM-like noise (0 = deterministic).
+- ``"fast"``: DDIM with eta 0 and 50 steps by default, the fast sampler before solvers existed; kept so
+  settings and pairs that name it draw exactly what they drew.
+- ``"reference"``: CoSyn's ancestral sampler over all T timesteps (DDIM eta 1, one step at a time).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import CosynthError
+
+SOLVERS = ("dpm++2m", "dpm++2m-sde", "unipc", "ddim")
+SAMPLERS = (*SOLVERS, "fast", "reference")
+DEFAULT_SAMPLER = "fast"
+DEFAULT_SOLVER_STEPS = 20
+LEGACY_FAST_STEPS = 50
+
+
+def default_steps(sampler: str, timesteps: int = 1000) -> int:
+    """The steps ``sampler`` takes when none are given (the reference: all ``timesteps``)."""
+    if sampler == "reference":
+        return timesteps
+    return LEGACY_FAST_STEPS if sampler == "fast" else DEFAULT_SOLVER_STEPS
+
+
+def check_sampler(sampler, steps=None, eta=None, guidance=None, *, flags: dict | None = None) -> None:
+    """Raise a one-line CosynthError for a bad sampler name, step count, eta or guidance.
+
+    ``flags`` maps ``"sampler"``, ``"steps"``, ``"eta"``, ``"guidance"`` to the names the caller's
+    user knows (``{"steps": "--steps"}`` on the command line); the argument names otherwise.
+    The upper bound of steps (the model's T) is checked where the model is known.
+    """
+    name = {"sampler": "sampler", "steps": "steps", "eta": "eta", "guidance": "guidance", **(flags or {})}
+    if sampler not in SAMPLERS:
+        raise CosynthError(
+            f"{name['sampler']}: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise CosynthError(f"{name['steps']} must be a whole number of steps >= 1, got {steps!r}")
+    if eta is not None:
+        if sampler not in ("ddim", "fast"):
+            raise CosynthError(f"{name['eta']} applies to the ddim sampler only, not {sampler!r}")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+            raise CosynthError(f"{name['eta']} must be a number in [0, 1] (0 = deterministic), got {eta!r}")
+    if guidance is not None:
+        if (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                or not math.isfinite(guidance) or guidance < 0):
+            raise CosynthError(
+                f"{name['guidance']} must be a finite number >= 0 (1 = off, CoSyn uses 2), got {guidance!r}")
