@@ -1,4 +1,4 @@
-"""cosynth evaluate adherence / fid / grid (and downstream): argument parsing for the evaluation suite.
+"""cosynth evaluate adherence / fid / grid / realism (and downstream): argument parsing.
 
 The measurements live in :mod:`napari_cosynth.evaluate`; handlers here only parse, drive the core
 generators with a progress bar and print. Definitions and outputs: docs/evaluation.md.
@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_grid)
 
+    _register_realism(subparsers)
+
     from .cli_downstream import register as register_downstream
 
     register_downstream(subparsers)
@@ -101,4 +103,48 @@ def cmd_grid(args) -> int:
     run = grid_report(resolve_checkpoint(args.model), args.data, args.format, args.out, n=args.n,
                       pairs_per_layout=args.pairs_per_layout, **_generation_kwargs(args))
     print_result(drive_with_progress(run, "grid", quiet=args.quiet or args.json), args.json)
+    return 0
+
+
+def _register_realism(subparsers) -> None:
+    p = subparsers.add_parser(
+        "realism", help="two-sample classifier accuracy and segmenter-feature FD/KID, beside real-vs-real")
+    p.add_argument("--real", required=True, help="real dataset")
+    p.add_argument("--real-format", required=True, choices=FORMATS)
+    p.add_argument("--fake", required=True, help="generated pairs (or any dataset)")
+    p.add_argument("--fake-format", default="folder", choices=FORMATS)
+    p.add_argument("--baseline", default=None,
+                   help="another set of real images (other tiles) compared with --real the same way")
+    p.add_argument("--baseline-format", default=None, choices=FORMATS,
+                   help="format of --baseline (default: --real-format)")
+    p.add_argument("--mag", type=float, default=None,
+                   help="resample every set to this magnification (default: the segmenter's, else as read)")
+    p.add_argument("--tile-pattern", default=None,
+                   help="regex finding the source tile in an image name; folds then hold out whole tiles "
+                        "(CoNSeP: '(t(?:rain|est)_\\d+)_')")
+    p.add_argument("--segmenter", default=None,
+                   help="trained segmenter folder or run (cosynth segmenter train) for FD/KID")
+    p.add_argument("--folds", type=int, default=5, help="folds of the two-sample test")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs of the two-sample classifier")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for report.json and report.md")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_realism)
+
+
+def cmd_realism(args) -> int:
+    from .cli import print_result
+    from .evaluate.c2st import C2STSettings
+    from .evaluate.realism import realism_report
+
+    report = realism_report(args.real, args.real_format, args.fake, args.fake_format,
+                            baseline=args.baseline, baseline_format=args.baseline_format,
+                            magnification=args.mag, tile_pattern=args.tile_pattern,
+                            segmenter=args.segmenter, seed=args.seed,
+                            settings=C2STSettings(folds=args.folds, epochs=args.epochs))
+    if args.out:
+        from .evaluate.report import write_report
+
+        write_report(report, args.out, title=f"Realism of {args.fake} against {args.real}")
+    print_result(report, args.json)
     return 0

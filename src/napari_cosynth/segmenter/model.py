@@ -68,9 +68,21 @@ class SegmenterNet(torch.nn.Module):
 
         Returns ``(logits (B, K, H, W), distance (B, H, W) in [0, 1])``.
         """
-        # Centre the [0, 1] intensities: BatchNorm copes either way, but the first layer starts better.
-        out = self.unet((image - 0.5) / 0.25)
+        out = self.unet(_centre(image))
         return out[:, : self.n_classes], torch.sigmoid(out[:, self.n_classes])
+
+    def pooled_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The encoder's deepest feature map, averaged over space: (B, C) for ``image`` as above.
+
+        Features of a network trained on real nuclei only, for Fréchet distance and KID
+        (:mod:`napari_cosynth.evaluate.realism`); any side that is a multiple of the size multiple.
+        """
+        return self.unet.encoder(_centre(image))[-1].mean(dim=(2, 3))
+
+
+def _centre(image: torch.Tensor) -> torch.Tensor:
+    # Centre the [0, 1] intensities: BatchNorm copes either way, but the first layer starts better.
+    return (image - 0.5) / 0.25
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
