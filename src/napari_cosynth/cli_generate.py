@@ -71,8 +71,11 @@ def run_generate(args, drive) -> int:
     from .engine.generate import generate
     from .layouts.hardcore import layout_like_training_data
 
+    from .engine.threads import use_generation_threads
+
     check_sampler_args(args)
     device = resolve_device(args.device)
+    use_generation_threads(device)
     model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, device)
     if args.n < 1:
         raise CosynthError(f"--n must be at least 1, got {args.n}")

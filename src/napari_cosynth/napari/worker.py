@@ -55,6 +55,10 @@ class Task:
         # ignore_errors: errors go to on_error only (by default they are re-raised in Qt's loop too).
         @thread_worker(start_thread=False, ignore_errors=True)
         def work():
+            from ..engine.threads import use_generation_threads
+
+            # One torch thread unless the user set another count: engine/threads.py says why.
+            use_generation_threads()
             inner = make()
             self._inner = inner
             while True:
