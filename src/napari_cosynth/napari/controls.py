@@ -21,6 +21,7 @@ from magicgui.widgets import (
 )
 
 from ..engine.device import DEVICE_CHOICES
+from ..engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS, default_steps
 from ..errors import CosynthError
 from .models import DEFAULT_MODEL
 
@@ -58,8 +59,8 @@ def build_controls(points_choices) -> Container:
         _info("model_info"),
         ComboBox(name="device", choices=list(DEVICE_CHOICES), value="auto"),
         _info("device_info"),
-        ComboBox(name="sampler", choices=["fast", "reference"], value="fast"),
-        SpinBox(name="steps", value=50, min=1, max=1000),
+        ComboBox(name="sampler", choices=list(SAMPLERS), value=DEFAULT_SAMPLER),
+        SpinBox(name="steps", value=default_steps(DEFAULT_SAMPLER), min=1, max=1000),
         FloatSpinBox(name="guidance", value=2.0, min=1.0, max=20.0, step=0.5),
         LineEdit(name="seed", value=RANDOM_SEED),
         _info("seed_info"),
@@ -97,7 +98,7 @@ def sampler_kwargs(controls: Container) -> dict:
     steps = int(controls["steps"].value)
     sampler = controls["sampler"].value
     return {
-        "sampler": sampler, "steps": steps if sampler == "fast" else None,
+        "sampler": sampler, "steps": None if sampler == "reference" else steps,
         "guidance": float(controls["guidance"].value), "seed": parse_seed(controls["seed"].value),
         "device": controls["device"].value, "preview_every": max(1, steps // N_PREVIEWS),
     }
