@@ -7,6 +7,7 @@ generators with a progress bar and print. Definitions and outputs: docs/evaluati
 from __future__ import annotations
 
 from .data.registry import FORMATS
+from .engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS
 
 
 def _add_generation_args(p) -> None:
@@ -15,8 +16,10 @@ def _add_generation_args(p) -> None:
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--mag", type=float, default=None,
                    help="resample the data to this magnification (default: the model's)")
-    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
-    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                   help=f"see cosynth generate --help (default {DEFAULT_SAMPLER})")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default 20; 50 for 'fast'; the reference takes all 1000)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="run seed; sample i uses a seed derived from it")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
