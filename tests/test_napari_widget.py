@@ -74,10 +74,11 @@ def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_check
     click_and_wait(qtbot, widget, "generate")
     assert errors == []
     names = [layer.name for layer in viewer.layers]
-    assert names[-4:] == ["cosynth 1 image", "cosynth 1 semantic", "cosynth 1 distance",
-                          "cosynth 1 instances"]
+    # the run's layers go under the layout, which stays on top and visible
+    assert names[-5:] == ["cosynth 1 image", "cosynth 1 semantic", "cosynth 1 distance",
+                          "cosynth 1 instances", layer.name]
     assert not any(n.endswith("preview") for n in names)
-    image, semantic, distance, instances = viewer.layers[-4:]
+    image, semantic, distance, instances = viewer.layers[-5:-1]
     assert image.rgb and image.data.shape == (32, 32, 3) and image.data.dtype == np.uint8
     assert semantic.data.shape == (32, 32) and semantic.data.dtype == np.uint8
     assert list(semantic.features["class"]) == list(CONSEP.names)
@@ -139,7 +140,7 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     from qtpy.QtCore import QElapsedTimer, QTimer
 
     viewer, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
-    draw_layout(widget, {"spindle-shaped": [[10, 10], [20, 20]]})
+    layout = draw_layout(widget, {"spindle-shaped": [[10, 10], [20, 20]]})
     widget.height.value = widget.width.value = 32
     widget.steps.value = 3
     click_and_wait(qtbot, widget, "generate")
@@ -163,7 +164,8 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     qtbot.waitUntil(lambda: widget.last_step is not None and widget.last_step.step >= 10, timeout=WAIT_MS)
     bar = widget.runner.task.bar  # napari's progress bar advances once per denoising step
     assert bar.total == 100 and 10 <= bar.n < 100
-    assert viewer.layers[-1].name == "cosynth 2 preview"  # the live preview
+    assert viewer.layers[-2].name == "cosynth 2 preview"  # the live preview, under the layout
+    assert viewer.layers[-1] is layout
     widget.cancel.native.click()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     timer.stop()
@@ -243,6 +245,6 @@ def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, err
     widget.steps.value = 4
     click_and_wait(qtbot, widget, "generate")
     assert errors == []
-    image, semantic, _, _ = viewer.layers[-4:]
+    image, semantic, _, _ = viewer.layers[-5:-1]
     assert image.data.shape == (64, 64, 3) and semantic.data.shape == (64, 64)
     assert widget.runs[-1].sample.provenance["model_id"].startswith("default-step")

@@ -30,11 +30,26 @@ RANDOM_SEED = "random"
 N_PREVIEWS = 10  # live previews per run
 
 
+# The dock must leave napari's canvas room on a laptop screen: the widget never grows past this,
+# long state lines wrap, and long layer or choice names are elided instead of widening it.
+MAX_WIDTH = 350
+
+
 def _info(name: str) -> Label:
-    """A read-only line of the widget's state, shown without a caption."""
+    """A read-only line of the widget's state, shown without a caption; long text wraps."""
     label = Label(name=name)
     label.label = ""  # set after construction: the constructor treats "" as "caption from name"
+    label.native.setWordWrap(True)
     return label
+
+
+def _narrow(combo: ComboBox) -> ComboBox:
+    """A choice box whose width does not follow its longest choice (a layer name can be long)."""
+    from qtpy.QtWidgets import QComboBox
+
+    combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.native.setMinimumContentsLength(10)
+    return combo
 
 
 def build_controls(points_choices) -> Container:
@@ -46,13 +61,14 @@ def build_controls(points_choices) -> Container:
         Returns the (name, layer) choices of ``points_layer``.
     """
     prompt = TextEdit(name="prompt")
-    prompt.native.setMaximumHeight(70)
-    return Container(widgets=[
-        ComboBox(name="points_layer", label="layout", choices=points_choices),
+    prompt.native.setMaximumHeight(90)
+    # Scrollable: on a low laptop screen the controls scroll instead of stretching napari's window.
+    return Container(scrollable=True, widgets=[
+        _narrow(ComboBox(name="points_layer", label="layout", choices=points_choices)),
         PushButton(name="new_points_layer", text="new points layer"),
-        ComboBox(name="point_class", label="class", choices=[]),
+        _narrow(ComboBox(name="point_class", label="class", choices=[])),
         _info("layout_info"),
-        ComboBox(name="tissue", choices=[]),
+        _narrow(ComboBox(name="tissue", choices=[])),
         prompt,
         _info("prompt_info"),
         FileEdit(name="model", mode="d", value=DEFAULT_MODEL),
@@ -66,7 +82,7 @@ def build_controls(points_choices) -> Container:
         _info("seed_info"),
         SpinBox(name="height", value=128, min=8, max=4096, step=8),
         SpinBox(name="width", value=128, min=8, max=4096, step=8),
-        ComboBox(name="new_run", label="new run", choices=[REPLACE, ADD], value=REPLACE),
+        _narrow(ComboBox(name="new_run", label="new run", choices=[REPLACE, ADD], value=REPLACE)),
         PushButton(name="generate", text="generate"),
         PushButton(name="cancel", text="cancel", enabled=False),
         _info("status"),

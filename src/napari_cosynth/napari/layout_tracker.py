@@ -95,6 +95,7 @@ class LayoutTracker:
         """Offer a newly loaded model's classes and tissues, and fit the canvas to it."""
         with self._quietly():
             self.point_class.choices = list(loaded.vocabulary.nucleus_classes)
+            self.point_class.value = loaded.common_class
             self.tissue.choices = list(loaded.tissues) or ["unknown"]
             for box in (self.height, self.width):
                 box.step = max(1, loaded.size_multiple)
@@ -113,6 +114,15 @@ class LayoutTracker:
         layer = self.viewer.add_points(np.zeros((0, 2)), **kwargs)
         layer.mode = "add"
         self.points_layer.value = layer
+
+    def raise_layout(self) -> None:
+        """Put the chosen points layer back on top, over the layers a run just added.
+
+        The layout is what the user edits between runs; under an opaque image it would be hidden.
+        """
+        layer, layers = self.points_layer.value, self.viewer.layers
+        if layer is not None and layer in layers and layers.index(layer) != len(layers) - 1:
+            layers.move(layers.index(layer), len(layers))
 
     def refresh_layout(self, *_) -> None:
         loaded = self.models.loaded

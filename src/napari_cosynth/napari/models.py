@@ -14,6 +14,7 @@ from pathlib import Path
 from ..sample import Vocabulary
 
 DEFAULT_MODEL = "default"
+CATCH_ALL = ("other", "others", "unknown", "miscellaneous")
 
 
 @dataclass
@@ -35,6 +36,19 @@ class LoadedModel:
     @property
     def model_id(self) -> str:
         return str(self.meta.get("model_id", self.spec))
+
+    @property
+    def common_class(self) -> str:
+        """The class a new layout starts with: the training data's most frequent one.
+
+        Models that recorded no counts fall back on the first class that is not a catch-all
+        ("other"), so that a first click is never the rarest class.
+        """
+        names = list(self.vocabulary.nucleus_classes)
+        counts = ((self.meta.get("training_data") or {}).get("nuclei")) or {}
+        if isinstance(counts, dict) and any(isinstance(counts.get(n), (int, float)) for n in names):
+            return max(names, key=lambda n: counts.get(n) if isinstance(counts.get(n), (int, float)) else -1)
+        return next((n for n in names if n.lower() not in CATCH_ALL), names[0])
 
     def summary(self) -> str:
         """One line for the widget, e.g. 'default: 4 classes, colon, 20x'."""

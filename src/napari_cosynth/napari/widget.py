@@ -18,7 +18,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QMessageBox, QVBoxLayout, QWidget
 
 from ..errors import CosynthError
-from .controls import REPLACE, build_controls, parse_seed, sampler_kwargs
+from .controls import MAX_WIDTH, REPLACE, build_controls, parse_seed, sampler_kwargs
 from .export import export_pair
 from .layout_tracker import LayoutTracker, points_layers
 from .model_slot import ModelSlot
@@ -51,7 +51,8 @@ class CoSynthWidget(QWidget):
         self.confirm = self._ask
         self._build()
         self.runner = Runner(self.viewer, status=self.status, on_busy=self._set_busy,
-                             on_error=self.notify_error)
+                             on_error=self.notify_error,
+                             on_layer_added=lambda: self.layout_tracker.raise_layout())
         self.model_slot = ModelSlot(self.controls, self.models, on_error=self.notify_error)
         self.layout_tracker = LayoutTracker(self.viewer, self.controls, self.prompter, self.model_slot)
         self.model_slot.on_ready = self.layout_tracker.adopt
@@ -67,7 +68,9 @@ class CoSynthWidget(QWidget):
         self.prompter = PromptBox(self.prompt, self.prompt_info)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.controls.native)
+        layout.addWidget(self.controls.root_native_widget)  # the scroll area around the controls
+        self.controls.native.layout().setSpacing(3)  # compact: most of it shows on a laptop screen
+        self.setMaximumWidth(MAX_WIDTH)
 
     def _connect(self) -> None:
         """The buttons; the model slot and the layout tracker follow their own controls."""
@@ -172,6 +175,7 @@ class CoSynthWidget(QWidget):
             self.runs.remove(target)
         else:
             run = add_run(self.viewer, pair, name, image_layer=self.runner.take_preview())
+            self.layout_tracker.raise_layout()
         self.runs.append(run)
         self._show_provenance(pair)
 

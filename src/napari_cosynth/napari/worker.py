@@ -127,13 +127,16 @@ class Runner:
         Called when a job starts (True) and when it has finished (False).
     on_error : callable(exception)
         Shows a failed job's error.
+    on_layer_added : callable()
+        Called after the preview layer was added (the widget puts the layout back on top).
     """
 
-    def __init__(self, viewer, *, status, on_busy, on_error):
+    def __init__(self, viewer, *, status, on_busy, on_error, on_layer_added=lambda: None):
         self.viewer = viewer
         self.status = status
         self.on_busy = on_busy
         self.on_error = on_error
+        self.on_layer_added = on_layer_added
         self.task: Task | None = None
         self.last_step = None
         self.preview = None
@@ -188,6 +191,8 @@ class Runner:
         self.viewer.add_layer(self.preview)
         if self.task is None:  # the job ended while the layer was being added
             self._remove_preview()
+        else:
+            self.on_layer_added()
 
     def take_preview(self):
         """Hand the live preview layer to the caller (to show the result in); None if there is none."""
