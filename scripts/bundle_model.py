@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     parser.add_argument("--canvas", type=int, default=None,
                         help="canvas side the widget and `cosynth generate` use when none is asked for")
+    parser.add_argument("--out", default=None,
+                        help="write the model folder here instead of into the package (models/NAME)")
     parser.add_argument("--init-from", default=None,
                         help="record the weights the run started from (runs made before init_from "
                              "was saved in checkpoints)")
@@ -38,7 +40,8 @@ def main() -> None:
         extra["canvas_size"] = args.canvas
     extra["model_id"] = f"{args.name}-step{meta.get('step')}"
     extra["source_checkpoint"] = Path(args.checkpoint).name
-    out = save_model(PACKAGE_MODELS / args.name, model, config, extra, weights_dtype=args.dtype)
+    target = Path(args.out) if args.out else PACKAGE_MODELS / args.name
+    out = save_model(target, model, config, extra, weights_dtype=args.dtype)
     size = (out / "model.safetensors").stat().st_size / 1e6
     print(f"{out}: {size:.1f} MB, model id {extra['model_id']}")
 
