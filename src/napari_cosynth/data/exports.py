@@ -38,6 +38,7 @@ import numpy as np
 
 from ..atomic import atomic_path, replace_folder
 from ..errors import CosynthError, DatasetError
+from ..jsonio import read_json
 from ..sample import Sample, Vocabulary
 from ..vocabularies import LIZARD, PANNUKE, PANNUKE_TISSUES
 
@@ -59,9 +60,9 @@ def read_vocabulary(folder: str | Path) -> Vocabulary | None:
     if not path.is_file():
         return None
     try:
-        return Vocabulary(tuple(json.loads(path.read_text(encoding="utf-8"))["vocabulary"]))
+        return Vocabulary(tuple(read_json(path)["vocabulary"]))
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DatasetError(path, f"cannot read the class names ({err})") from err
+        raise DatasetError(path, f"cannot read the class names ({err})") from None
 
 
 # ---------------------------------------------------------------------------------------------- HoVer-Net
@@ -76,9 +77,13 @@ def hovernet_array(sample: Sample) -> np.ndarray:
 
 
 def write_hovernet_patch(sample: Sample, folder: str | Path, name: str | None = None) -> Path:
-    """Write one HoVer-Net training patch ``folder/<name>.npy`` (atomically) and return its path."""
+    """Write one HoVer-Net training patch ``folder/<name>.npy`` (atomically) and return its path.
+
+    The name is made safe as the folder format's pair names are (:func:`~.folder.safe_name`): a
+    sample named ``../x`` is written inside ``folder``, never beside it.
+    """
     array = hovernet_array(sample)
-    path = Path(folder) / f"{name or sample.name}.npy"
+    path = Path(folder) / f"{_file_name(name or sample.name)}.npy"
     with atomic_path(path) as tmp:
         np.save(tmp, array, allow_pickle=False)
     return path
@@ -202,11 +207,12 @@ def export_lizard(pairs: Sequence, folder: str | Path) -> Path:
                 _check_classes(sample.vocabulary, LIZARD.n_classes - 1, "Lizard")
             vocabulary = _same_vocabulary(vocabulary, sample)
             _require_masks(sample)
-            if sample.name in seen:
-                raise CosynthError(f"two pairs are named {sample.name!r}; Lizard files are named by pair")
-            seen.add(sample.name)
-            iio.imwrite(tmp / "Images" / f"{sample.name}.png", sample.image)
-            write_lizard_label(sample, tmp / "Labels" / f"{sample.name}.mat")
+            name = _file_name(sample.name)
+            if name in seen:
+                raise CosynthError(f"two pairs are named {name!r}; Lizard files are named by pair")
+            seen.add(name)
+            iio.imwrite(tmp / "Images" / f"{name}.png", sample.image)
+            write_lizard_label(sample, tmp / "Labels" / f"{name}.mat")
         if vocabulary is None:
             raise CosynthError("nothing to export: no pairs given")
         write_vocabulary(vocabulary, tmp)
@@ -254,6 +260,14 @@ def _new_folder(folder: Path):
         replace_folder(staging / folder.name, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _file_name(name: str) -> str:
+    # A sample's name comes from a file or the Python API; as a path part it could climb out
+    # ("../x") or name a hidden or absolute file. The folder format's rule keeps it one plain name.
+    from .folder import safe_name
+
+    return safe_name(name)
 
 
 def _as_sample(item) -> Sample:

@@ -25,8 +25,11 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError, ConfigError
+from ..jsonio import JSONFileError, read_json
 from .config import CosynthConfig
+from .finite import check_finite_weights
 from .model import CoSynNet
+from .state import with_previous_checkpoint
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_model", "resolve_model", "save_model"]
 
@@ -121,6 +124,7 @@ def save_model(
         "config": config.to_dict(),
         **extra,
     }
+    check_finite_weights(model.state_dict(), str(path), "not written")
     dtype = _DTYPES[weights_dtype]
     # safetensors refuses tensors that share memory; clone() gives each its own contiguous storage.
     tensors = {
@@ -184,9 +188,11 @@ def _checkpoint_folder(path: Path) -> Path:
 def _read_meta(folder: Path) -> dict:
     file = folder / CONFIG_FILE
     try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file} is not valid JSON ({e}); the checkpoint is corrupt") from None
+        meta = read_json(file)
+    except JSONFileError as e:
+        raise CheckpointError(f"{file}: {e}; the checkpoint is corrupt") from None
+    except OSError as e:
+        raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{file} is not a napari-cosynth model config (no 'format': '{FORMAT}')")
     if meta.get("format_version", 0) > FORMAT_VERSION:
@@ -222,10 +228,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         For a pickle file, a missing, truncated or corrupt file, or a config that does not match the
         weights; the message says what to do.
     """
+    folder = _checkpoint_folder(Path(path))
+    try:
+        return _load_folder(folder, device)
+    except CheckpointError as err:
+        raise with_previous_checkpoint(err, folder) from None
+
+
+def _load_folder(folder: Path, device) -> tuple[CoSynNet, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = _checkpoint_folder(Path(path))
     weights = folder / WEIGHTS_FILE
     if _looks_like_pickle(weights):
         _refuse_pickle(weights)
@@ -240,13 +253,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         config = CosynthConfig.from_dict(meta["config"])
     except ConfigError as e:
         raise CheckpointError(f"{folder / CONFIG_FILE}: invalid model config: {e}") from None
-    try:
-        model = CoSynNet(
-            config.model,
-            config.text,
-            int(meta["n_classes"]),
-            text_architecture=meta.get("text_architecture"),
+    architecture = meta.get("text_architecture")
+    if config.text.kind != "small" and not architecture:
+        # Without the record, the tower would be built from text.open_clip_model / text.pretrained:
+        # a weights file named by the model (unpickled by open_clip) or a download.
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE}: names an open_clip text tower ({config.text.open_clip_model}) "
+            "but records no text_architecture; a saved model must hold its whole text tower, and "
+            "napari-cosynth never loads text.pretrained or downloads weights when it loads a model. "
+            "Save the model again with this version of napari-cosynth"
         )
+    try:
+        n_classes = int(meta["n_classes"])
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{folder / CONFIG_FILE}: n_classes is not a number") from None
+    try:
+        model = CoSynNet(config.model, config.text, n_classes, text_architecture=architecture)
     except ConfigError as e:
         raise CheckpointError(f"{folder / CONFIG_FILE}: cannot build the model: {e}") from None
     try:
@@ -257,6 +279,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             "checkpoint again"
         ) from None
     _check_matches(model, state, folder)
+    check_finite_weights(state, str(weights), "not loaded")
     expected = model.state_dict()
     model.load_state_dict(
         {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in state.items()},

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, CosynthError
+from ..jsonio import read_json
 from .config import TextConfig
 
 __all__ = ["PromptTooLongError", "TextEncoder", "count_tokens", "tokenize"]
@@ -90,13 +91,13 @@ def _open_clip_model_cfg(name: str) -> dict:
         folder = Path(name[len("local-dir:"):]).expanduser()
         cfg_file = folder / "open_clip_config.json"
         try:
-            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))["model_cfg"]
+            cfg = read_json(cfg_file)["model_cfg"]
         except FileNotFoundError:
             raise ConfigError(
                 f"text.open_clip_model: {cfg_file} not found; a local-dir: model is a folder with "
                 "open_clip_config.json and its weights"
             ) from None
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"text.open_clip_model: {cfg_file} has no valid 'model_cfg' ({e})") from None
         return cfg
     if name.startswith("hf-hub:"):
@@ -146,14 +147,63 @@ def _architecture(config: TextConfig) -> dict:
     }
 
 
+def check_architecture(arch) -> dict:
+    """A saved model's recorded text architecture, checked to build a CLIP-style tower offline.
+
+    The record comes from a file a user was handed, so it may only describe a plain
+    ``TextTransformer``: a Hugging Face tower (``hf_model_name``) would be fetched from the network
+    by transformers, and an unknown key or a wrong type would fail deep inside open_clip.
+    """
+    import dataclasses
+
+    from open_clip.model import CLIPTextCfg
+
+    where = "text_architecture"
+    if not isinstance(arch, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(arch).__name__}")
+    embed_dim, text_cfg = arch.get("embed_dim"), arch.get("text_cfg")
+    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 1:
+        raise ConfigError(f"{where}.embed_dim: expected a positive integer, got {embed_dim!r}")
+    if not isinstance(arch.get("quick_gelu", False), bool):
+        raise ConfigError(f"{where}.quick_gelu: expected true or false, got {arch.get('quick_gelu')!r}")
+    if not isinstance(text_cfg, dict):
+        raise ConfigError(f"{where}.text_cfg: expected a mapping, got {type(text_cfg).__name__}")
+    known = {f.name for f in dataclasses.fields(CLIPTextCfg)}
+    unknown = sorted(str(k) for k in text_cfg if k not in known)
+    if unknown:
+        raise ConfigError(f"{where}.text_cfg: unknown key(s) {', '.join(unknown)}")
+    remote = [k for k in ("hf_model_name", "hf_tokenizer_name") if text_cfg.get(k)]
+    if remote:
+        raise ConfigError(
+            f"{where}.text_cfg.{remote[0]}: a Hugging Face text tower is not supported (it would be "
+            "fetched from the network); a saved model holds a CLIP-style tower in its own weights"
+        )
+    for key in ("context_length", "vocab_size", "width", "heads", "layers"):
+        value = text_cfg.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}.text_cfg.{key}: expected a positive integer, got {value!r}")
+    if text_cfg.get("vocab_size", 49408) != _tokenizer().vocab_size:
+        raise ConfigError(
+            f"{where}.text_cfg.vocab_size: {text_cfg.get('vocab_size')} is not the "
+            f"{_tokenizer().vocab_size} tokens of open_clip's CLIP tokenizer"
+        )
+    return {"open_clip_model": str(arch.get("open_clip_model")), "embed_dim": embed_dim,
+            "quick_gelu": bool(arch.get("quick_gelu", False)), "text_cfg": dict(text_cfg)}
+
+
 def _build_open_clip_tower(arch: dict) -> nn.Module:
     from open_clip import model as oc_model
     from open_clip.transformer import TextTransformer
 
     # open_clip's own builder, so activation/norm choices (quick_gelu, norm_kwargs) match the model.
-    tower = oc_model._build_text_tower(
-        arch["embed_dim"], dict(arch["text_cfg"], output_tokens=True), arch["quick_gelu"], None
-    )
+    try:
+        tower = oc_model._build_text_tower(
+            arch["embed_dim"], dict(arch["text_cfg"], output_tokens=True), arch["quick_gelu"], None
+        )
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as err:
+        raise ConfigError(
+            f"text_architecture: open_clip cannot build the recorded text tower ({err})"
+        ) from None
     if not isinstance(tower, TextTransformer):
         raise ConfigError(
             f"text.open_clip_model: {arch['open_clip_model']} does not have a CLIP-style text "
@@ -223,7 +273,7 @@ class TextEncoder(nn.Module):
             self.frozen = False
         else:
             load = architecture is None
-            self.architecture = _architecture(config) if load else architecture
+            self.architecture = _architecture(config) if load else check_architecture(architecture)
             self.tower = _build_open_clip_tower(self.architecture)
             if self.tower.context_length != config.context_length:
                 raise ConfigError(
