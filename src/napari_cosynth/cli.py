@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__, cli_bulk, cli_evaluate, cli_layouts, cli_segmenter
 from .cli_generate import add_sampler_args
 from .errors import CosynthError
+from .limits import check_args
 
 FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
 
@@ -227,6 +228,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # Seeds, canvas sizes and magnifications of every command, before anything is read or drawn.
+        check_args(args)
         return args.func(args)
     except CosynthError as error:
         print(f"cosynth: error: {error}", file=sys.stderr)

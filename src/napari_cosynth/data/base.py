@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CosynthError, DatasetError
+from ..errors import DatasetError
 from ..sample import Sample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -74,15 +74,12 @@ class LazyDataset(Sequence):
 
 
 def check_magnification(magnification: float | None) -> float | None:
+    """None, or a positive magnification within :data:`napari_cosynth.limits.MAX_MAGNIFICATION`."""
     if magnification is None:
         return None
-    try:
-        value = float(magnification)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise CosynthError(f"magnification must be a positive number such as 20 or 40, got {magnification!r}")
-    return value
+    from ..limits import check_magnification as check
+
+    return check(magnification)
 
 
 def at_magnification(sample: Sample, magnification: float | None) -> Sample:

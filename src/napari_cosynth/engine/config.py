@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -149,6 +150,9 @@ def _coerce(key: str, value, tp):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
             value = float(value)
+            # NaN passes every range check (all comparisons are false) and inf is never meant.
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value}")
     elif tp is str:
         ok = isinstance(value, str)
     if not ok:
@@ -388,7 +392,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     sample_every: int = field(default=500, metadata={"min": 1})
     log_every: int = field(default=10, metadata={"min": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**63 - 1})  # limits.MAX_SEED
     mixed_precision: str = field(default="no", metadata=_choices("no", "bf16", "fp16"))
     num_workers: int = field(default=0, metadata={"min": 0})
 

@@ -54,7 +54,15 @@ from .distributed import (
     shutdown,
     wrap_model,
 )
-from .state import load_training_state, rng_states, save_training_state, set_rng_states, step_folders
+from .finite import check_finite_loss
+from .state import (
+    load_training_state,
+    resuming_from,
+    rng_states,
+    save_training_state,
+    set_rng_states,
+    step_folders,
+)
 from .text import tokenize as text_tokenize
 
 CHECKPOINTS = "checkpoints"
@@ -199,7 +207,8 @@ class Trainer:
             )
         saved = load_training_state(existing) if (resume and existing is not None) else None
         if saved is not None:
-            _check_same_run(saved["config"], config.to_dict(), self.out)
+            with resuming_from(existing):
+                _check_same_run(saved["config"], config.to_dict(), self.out)
         if resume and existing is None:
             self.notes.append(f"nothing to resume in {self.out}: starting at step 0")
 
@@ -244,7 +253,8 @@ class Trainer:
         self.step = 0
         self.position = 0
         if saved is not None:
-            self._load(saved)
+            with resuming_from(existing):
+                self._load(saved)
             self.notes.append(f"resumed from {existing}")
         self.module = wrap_model(_LossModule(self.model, self.diffusion), ctx)
 
@@ -310,6 +320,8 @@ class Trainer:
                 self.step = step_index + 1
                 self.position = sampler.position(self.step)
                 losses = mean_over_ranks(losses, ctx)
+                # Every rank sees the same mean, so all stop together; no checkpoint of NaN weights.
+                check_finite_loss(losses, self.step, self.out, latest_checkpoint)
                 grid = ckpt = None
                 if ctx.is_main:
                     if self.step % tc.log_every == 0 or self.step == self.total:

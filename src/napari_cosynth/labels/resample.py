@@ -63,6 +63,9 @@ def resample_sample(sample: Sample, magnification: float) -> Sample:
             f"{sample.name}: {h}x{w} at {source:g}x would be {nh}x{nw} at {target:g}x; "
             f"choose a magnification closer to {source:g}"
         )
+    from ..limits import check_pixels
+
+    check_pixels(nh, nw, f"{sample.name}: {h}x{w} at {source:g}x resampled to {target:g}x")
     grid = np.ix_(_nearest_index(h, nh), _nearest_index(w, nw))
     changes: dict = {"magnification": target}
     if sample.image is not None:

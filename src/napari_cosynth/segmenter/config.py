@@ -8,11 +8,13 @@ diffusion model's schema never invalidates a segmenter config, and the other way
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..limits import check_seed
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ class SegmenterConfig:
             elif tp == "int":
                 ok = isinstance(value, int) and not isinstance(value, bool)
             elif tp == "float":
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                # NaN and inf pass every range check below (comparisons with NaN are false).
+                ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and math.isfinite(value))
                 if ok:
                     object.__setattr__(self, name, float(value))
             elif tp == "str":
@@ -87,6 +91,7 @@ class SegmenterConfig:
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"segmenter config: {name} must be >= 1, got {getattr(self, name)}")
+        check_seed(self.seed, "segmenter config: seed")
         if not 3 <= self.encoder_depth <= 5:
             raise ConfigError(f"segmenter config: encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
         if len(self.decoder_channels) != self.encoder_depth:

@@ -21,7 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, write_text
+from ..engine.finite import check_finite_weights
 from ..errors import CheckpointError
+from ..jsonio import read_json
 from ..sample import Vocabulary
 from .config import SegmenterConfig
 
@@ -144,8 +146,8 @@ def load_segmenter(path: str | Path, device="cpu") -> tuple[SegmenterNet, dict]:
     """
     folder = resolve_segmenter_dir(path)
     try:
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = read_json(folder / META)
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder / META}: cannot be read ({exc}); the file is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{folder / META}: not a napari-cosynth segmenter description")
@@ -163,6 +165,7 @@ def load_segmenter(path: str | Path, device="cpu") -> tuple[SegmenterNet, dict]:
         weights = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{folder / WEIGHTS}: cannot be read as safetensors ({exc})") from None
+    check_finite_weights(weights, str(folder / WEIGHTS), "not loaded")
     model = SegmenterNet(config, vocabulary.n_classes)
     try:
         model.load_state_dict(weights)
