@@ -111,7 +111,9 @@ def cmd_realism(args) -> int:
     from .cli import print_result
     from .data.points_csv import read_points_csv
     from .errors import DatasetError
+    from .jsonio import read_json
     from .layouts.real import Layout, layouts_from_dataset
+    from .limits import check_canvas
     from .layouts.realism import compare_layouts
 
     real, vocabulary = layouts_from_dataset(args.real, args.format, magnification=args.mag)
@@ -121,9 +123,10 @@ def cmd_realism(args) -> int:
     size = args.size
     if size is None and (folder / SIZES_FILE).is_file():
         try:
-            size = json.loads((folder / SIZES_FILE).read_text())["size"]
-        except (ValueError, KeyError, TypeError):
+            size = read_json(folder / SIZES_FILE)["size"]
+        except (OSError, ValueError, KeyError, TypeError):
             raise DatasetError(folder / SIZES_FILE, "broken: expected {\"size\": [H, W]}; pass --size H W") from None
+        size = check_canvas(size, str(folder / SIZES_FILE))
     if size is None:
         size = real[0].shape
     files = sorted(p for p in folder.glob("*.csv") if not p.name.startswith("."))

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DatasetError
+from ..jsonio import read_json
 from ..sample import Sample, Vocabulary
 from .base import (
     LazyDataset,
@@ -304,9 +305,9 @@ def _read_meta(folder: Path) -> dict:
     if not path.is_file():
         raise DatasetError(folder, "not a napari-cosynth pair folder (no meta.json)")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(path, f"cannot read meta.json ({err}); it may be truncated") from err
+        meta = read_json(path)
+    except (OSError, ValueError) as err:
+        raise DatasetError(path, f"cannot read meta.json ({err}); it may be truncated") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DatasetError(path, f"not a napari-cosynth pair description (expected format {FORMAT!r})")
     version = meta.get("format_version")

@@ -25,29 +25,42 @@ def read_points_csv(path, vocabulary: Vocabulary) -> PointTable:
     """Read ``x,y,class`` rows; a class is a name of ``vocabulary`` or its integer id."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise DatasetError(path, f"cannot read the point table ({error.strerror or error})") from None
+    try:
+        # utf-8-sig: spreadsheet programs start a "CSV UTF-8" file with a byte-order mark.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            path, f"the point table is not UTF-8 text (byte {error.start}); save it as CSV UTF-8"
+        ) from None
     reader = csv.DictReader(io.StringIO(text))
-    header = set(reader.fieldnames or ())
+    try:
+        header = set(reader.fieldnames or ())
+        # The reader's own line count: blank lines are skipped, so a row's index is not its line.
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as error:
+        # DictReader counts a line once it is parsed; its csv.reader counts the failing one too.
+        raise DatasetError(path, f"line {reader.reader.line_num}: not a CSV table ({error})") from None
     missing = {"x", "y"} - header
     if "class" not in header and "class_id" not in header:
         missing.add("class")
     if missing:
         raise DatasetError(path, f"the header must name the columns x,y,class; missing {sorted(missing)}")
     column = "class" if "class" in header else "class_id"
-    rows = list(reader)
     xy = np.zeros((len(rows), 2))
     classes = np.zeros(len(rows), dtype=np.int64)
-    for i, row in enumerate(rows):
-        line = i + 2
+    for i, (line, row) in enumerate(rows):
         try:
             xy[i] = float(row["x"]), float(row["y"])
         except (TypeError, ValueError):
             raise DatasetError(path, f"line {line}: x and y must be numbers, got {row['x']!r}, {row['y']!r}") from None
+        if not np.isfinite(xy[i]).all():
+            raise DatasetError(
+                path, f"line {line}: x and y must be finite numbers, got {row['x']!r}, {row['y']!r}"
+            )
         classes[i] = _class_id(row[column], vocabulary, path, line)
-    if not np.isfinite(xy).all():
-        raise DatasetError(path, "point coordinates must be finite numbers")
     return PointTable(xy, classes)
 
 

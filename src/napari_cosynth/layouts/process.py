@@ -42,6 +42,7 @@ from scipy.spatial import cKDTree
 
 from ..atomic import write_text
 from ..errors import CosynthError, DatasetError
+from ..jsonio import read_json
 from ..sample import PointTable, Vocabulary
 from .real import Layout
 
@@ -440,10 +441,10 @@ def load_model(path) -> StraussModel:
     """Read a model written by :func:`save_model`; a broken file raises :class:`DatasetError`."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except OSError as error:
         raise DatasetError(path, f"cannot read the layout model ({error.strerror or error})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:
         raise DatasetError(path, f"not a JSON layout model ({error}); refit it with `cosynth layouts fit`") from None
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise DatasetError(path, f"not a layout model: expected \"format\": \"{MODEL_FORMAT}\"; "

@@ -23,8 +23,16 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_path, write_text
-from ..engine.state import load_training_state, rng_states, save_training_state, set_rng_states, step_folders
+from ..engine.state import (
+    load_training_state,
+    resuming_from,
+    rng_states,
+    save_training_state,
+    set_rng_states,
+    step_folders,
+)
 from ..errors import ConfigError, CosynthError
+from ..jsonio import read_json
 from .config import SegmenterConfig
 from .data import CropSampler, check_compatible, load_pool
 from .model import SegmenterNet, save_segmenter
@@ -186,11 +194,12 @@ def train_segmenter(
         from safetensors.torch import load_file
 
         state = load_training_state(latest)
-        model.load_state_dict(load_file(str(latest / "model.safetensors")))
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["data_rng"]
-        set_rng_states(state["rng"])
-        step = int(state["step"])
+        with resuming_from(latest):
+            model.load_state_dict(load_file(str(latest / "model.safetensors")))
+            optimizer.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = state["data_rng"]
+            set_rng_states(state["rng"])
+            step = int(state["step"])
         _truncate_log(out / LOSS_LOG, step)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -244,8 +253,8 @@ def train_segmenter(
 def _check_same_run(out: Path, record: dict) -> None:
     path = out / RUN_RECORD
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        saved = read_json(path)
+    except (OSError, ValueError) as exc:
         raise CosynthError(f"{path}: cannot be read ({exc}); cannot check what the run trained on") from None
     a = dict(saved.get("config", {}), steps=None)
     b = dict(record["config"], steps=None)
