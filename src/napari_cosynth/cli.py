@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__, cli_bulk, cli_evaluate, cli_layouts, cli_segmenter
 from .cli_generate import add_sampler_args
+from .cli_help import complete_help
 from .errors import CosynthError
 from .limits import check_args
 
@@ -40,8 +41,13 @@ def _print_table(result, indent: int = 0) -> None:
             print(" " * indent + f"{key}: {value}")
 
 
-def drive_with_progress(generator, desc: str, quiet: bool = False):
-    """Run a core generator to its end with a tqdm bar; return its return value."""
+def drive_with_progress(generator, desc: str, quiet: bool = False, unit: str = "step"):
+    """Run a core generator to its end with a tqdm bar counting ``unit``; return its return value.
+
+    The bar starts at the first report's count: what was done before it (a resumed run's steps, or
+    the first step, which also paid for loading) would otherwise count as done in no time, and the
+    first tick would show tens of thousands of steps per second.
+    """
     from tqdm import tqdm
 
     bar = None
@@ -50,7 +56,8 @@ def drive_with_progress(generator, desc: str, quiet: bool = False):
             progress = next(generator)
             total = getattr(progress, "total", None)
             if bar is None:
-                bar = tqdm(total=total, desc=desc, disable=quiet, unit="step", dynamic_ncols=True)
+                bar = tqdm(total=total, desc=desc, disable=quiet, unit=unit, dynamic_ncols=True,
+                           initial=getattr(progress, "step", 0) or 0)
             bar.n = getattr(progress, "step", bar.n + 1)
             postfix = getattr(progress, "postfix", None)
             if callable(postfix):
@@ -172,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_dataset_stats)
 
     p = sub.add_parser("metrics", help="compare two folders of pairs (folder format)")
-    p.add_argument("true_dir")
-    p.add_argument("pred_dir")
+    p.add_argument("true_dir", help="folder of reference pairs (folder format)")
+    p.add_argument("pred_dir", help="folder of predicted pairs with the same names")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_metrics)
 
@@ -183,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "separation",
         help="instances from each sample's own semantic+distance maps vs connected components",
     )
-    s.add_argument("path")
+    s.add_argument("path", help="dataset folder (or PanNuke fold folder)")
     s.add_argument("--format", required=True, choices=FORMATS)
     s.add_argument("--mag", type=float, default=None, help="resample to this magnification first")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -207,21 +214,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("generate", help="generate image-label pairs into a folder")
+    p = sub.add_parser(
+        "generate", help="generate image-label pairs into a folder",
+        description="Generate image-label pairs (H&E image, semantic, distance and instance maps) with "
+                    "a joint diffusion model and write each into a new pair folder under --out. The "
+                    "layout is --points, or one drawn with the density and class mix of the model's "
+                    "training data; the prompt is --prompt, or one built from the layout's classes.",
+    )
     p.add_argument("--model", default="default", help="'default' (bundled) or a checkpoint folder")
     p.add_argument("--points", default=None, help="CSV point table: x,y,class (name or id)")
     p.add_argument("--prompt", default=None, help="text prompt; built from the points if omitted")
     p.add_argument("--tissue", default=None, help="tissue for the built prompt (model's first if omitted)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="canvas size")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="canvas height and width in pixels, multiples of the model's size step (8 for "
+                        "the bundled model; default: the model's canvas, 128 128 for the bundled model)")
     add_sampler_args(p)
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--seed", type=int, default=None, help="random seed (drawn and recorded if omitted)")
-    p.add_argument("--n", type=int, default=1, help="number of pairs")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--n", type=int, default=1,
+                   help="number of pairs (default 1); pair i uses seed --seed + i (and, without --points, "
+                        "its own drawn layout)")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one, else the CPU), cuda, "
+                                                    "mps or cpu")
     p.add_argument("--out", required=True, help="output folder (folder format); pairs are never overwritten")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no line per pair")
     p.set_defaults(func=cmd_generate)
-    return parser
+    return complete_help(parser)
 
 
 def main(argv=None) -> int:

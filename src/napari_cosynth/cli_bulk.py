@@ -74,7 +74,7 @@ def run_generate_dataset(args) -> int:
             prompt=args.prompt, tissue=args.tissue, device=ctx.device, ctx=ctx,
         )
         desc = f"rank {ctx.rank}/{ctx.world_size}" if ctx.distributed else "pairs"
-        summary = drive_with_progress(run, desc, quiet=args.quiet or not ctx.is_main)
+        summary = drive_with_progress(run, desc, quiet=args.quiet or not ctx.is_main, unit="pair")
     finally:
         shutdown(ctx)
     if ctx.is_main:

@@ -76,7 +76,7 @@ def cmd_adherence(args) -> int:
 
     run = adherence_report(resolve_checkpoint(args.model), args.data, args.format, limit=args.limit,
                            out=args.out, **_generation_kwargs(args))
-    report = drive_with_progress(run, "adherence", quiet=args.quiet or args.json)
+    report = drive_with_progress(run, "adherence", quiet=args.quiet or args.json, unit="pair")
     if not args.json:
         # The per-sample table would drown the summary; it is in report.json / --json.
         report = {k: v for k, v in report.items() if k != "samples"}
@@ -105,7 +105,7 @@ def cmd_grid(args) -> int:
 
     run = grid_report(resolve_checkpoint(args.model), args.data, args.format, args.out, n=args.n,
                       pairs_per_layout=args.pairs_per_layout, **_generation_kwargs(args))
-    print_result(drive_with_progress(run, "grid", quiet=args.quiet or args.json), args.json)
+    print_result(drive_with_progress(run, "grid", quiet=args.quiet or args.json, unit="pair"), args.json)
     return 0
 
 

@@ -21,18 +21,23 @@ def register(subparsers) -> None:
     f.add_argument("--mag", type=float, default=None, help="resample to this magnification first")
     f.add_argument("--radius", type=float, default=None, help="interaction radius in px (default: median NN distance)")
     f.add_argument("--iterations", type=int, default=4, help="simulation rounds refining the interactions")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--out", required=True, help="model JSON to write")
+    f.add_argument("--seed", type=int, default=0, help="random seed of the refining simulations (default 0)")
+    f.add_argument("--out", required=True, help="layout model JSON to write")
     f.add_argument("--json", action="store_true", help="print JSON")
     f.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("sample", help="draw layouts from a fitted model as CSV point tables")
-    s.add_argument("--model", required=True, help="model JSON from `cosynth layouts fit`")
+    # Every other --model of cosynth is a diffusion model; this one is a fitted layout model.
+    s.add_argument("--layout-model", "--model", dest="layout_model", required=True, metavar="FILE",
+                   help="layout model JSON written by `cosynth layouts fit` (fit one first); "
+                        "--model is the old spelling, kept working")
     s.add_argument("--n", type=int, required=True, help="number of layouts")
-    s.add_argument("--size", type=int, nargs=2, required=True, metavar=("H", "W"))
+    s.add_argument("--size", type=int, nargs=2, required=True, metavar=("H", "W"),
+                   help="canvas height and width of each layout in pixels")
     s.add_argument("--density", type=float, default=None, help="nuclei per px² (default: a training patch's)")
     s.add_argument("--mix", default=None, help="class shares, e.g. inflammatory=0.5,epithelial=0.5")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed gives the "
+                                                       "same layouts")
     s.add_argument("--out", required=True, help="folder for layout_00000.csv ...")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_sample)
@@ -92,19 +97,34 @@ def cmd_sample(args) -> int:
     from .data.points_csv import write_points_csv
     from .layouts.process import load_model, sample_layouts
 
-    model = load_model(args.model)
+    model = load_model(_layout_model_file(args.layout_model))
     mix = parse_mix_arg(args.mix) if args.mix else None
     layouts = sample_layouts(model, args.n, tuple(args.size), density=args.density, mix=mix, seed=args.seed)
     out = Path(args.out)
     for layout in layouts:
         write_points_csv(layout.points, model.vocabulary, out / f"{layout.name}.csv")
     write_text(out / SIZES_FILE, json.dumps({
-        "size": list(args.size), "magnification": model.magnification, "model": str(args.model),
+        "size": list(args.size), "magnification": model.magnification, "model": str(args.layout_model),
         "seed": args.seed, "density": args.density, "mix": mix, "n": args.n,
     }, indent=2) + "\n")
     n_points = sum(len(layout.points) for layout in layouts)
     print_result({"out": str(out), "layouts": len(layouts), "points": n_points}, args.json)
     return 0
+
+
+def _layout_model_file(value: str) -> Path:
+    """The --layout-model file; a name that is no file gets told how to make one."""
+    from .errors import CosynthError
+
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    hint = {"hardcore": " ('hardcore' is a --layouts choice of `cosynth generate-dataset`, not a fitted "
+                        "layout model)",
+            "default": " ('default' names the bundled diffusion model, not a layout model)"}.get(value, "")
+    raise CosynthError(f"--layout-model {value}: no such file; fit a layout model first with `cosynth "
+                       f"layouts fit --data DIR --format F --out {value if value.endswith('.json') else 'layouts.json'}`"
+                       f"{hint}")
 
 
 def cmd_realism(args) -> int:

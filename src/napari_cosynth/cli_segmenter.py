@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("predict", help="segment a dataset's images; write predicted pairs (folder format)")
     q.add_argument("--model", required=True, help="segmenter folder or training run folder")
-    q.add_argument("--data", required=True)
+    q.add_argument("--data", required=True, help="dataset whose images to segment")
     q.add_argument("--format", required=True, choices=FORMATS)
     q.add_argument("--mag", type=float, default=None, help="resample first (default: the segmenter's)")
     q.add_argument("--out", required=True, help="new or empty output folder")

@@ -81,7 +81,7 @@ def write_sample(sample: Sample, root: str | Path, name: str | None = None) -> P
         try:
             with atomic_path(target, overwrite=False) as tmp:
                 tmp.mkdir()
-                _write_files(sample, tmp, base)
+                _write_files(sample, tmp, target.name)
         except FileExistsError:
             continue  # another writer took the name between the check and the rename
         return target
@@ -145,7 +145,7 @@ def _write_files(sample: Sample, folder: Path, name: str) -> None:
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "name": sample.name,
+        "name": name,  # the folder's own name (older pairs may differ: readers use the folder's)
         "vocabulary": list(names),
         "tissue": sample.tissue,
         "magnification": float(sample.magnification),
