@@ -262,3 +262,25 @@ def test_a_run_whose_loss_becomes_nan_stops_keeping_the_last_good_checkpoint(tmp
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
     rows = (out / "loss.csv").read_text().splitlines()[1:]
     assert rows and all(math.isfinite(float(r.split(",")[1])) for r in rows)
+
+
+def test_a_canvas_whose_generation_would_not_fit_in_free_memory_is_refused(
+        tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import psutil
+
+    import napari_cosynth.engine.generate
+
+    class _Memory:
+        available = 2**30  # 1 GiB free
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory())
+    monkeypatch.setattr(napari_cosynth.engine.generate, "generate", _work_started)
+    err = _refused(["generate", "--model", str(tiny_checkpoint), "--size", "2048", "2048", "--device", "cpu",
+                    "--out", str(tmp_path / "out")], capsys)
+    assert "--size: generating 1 pair(s) of 2048 x 2048" in err and "1.0 GiB free on cpu" in err
+    side = int(err.split("fits now is about ")[1].split(" x ")[0])
+    assert 0 < side < 2048
+    # A canvas of that side fits the same estimate: the check lets it through to the work.
+    with pytest.raises(AssertionError, match="the work started"):
+        main(["generate", "--model", str(tiny_checkpoint), "--size", str(side), str(side), "--device", "cpu",
+              "--out", str(tmp_path / "out"), "--quiet"])

@@ -54,6 +54,7 @@ def load_for_generation(model_arg: str, size, device):
     """
     from .engine.checkpoint import load_model
     from .engine.generate import default_canvas, model_vocabulary
+    from .limits import check_generation_memory
 
     model, meta = load_model(resolve_checkpoint(model_arg), device=device)
     magnification = float(meta.get("magnification") or 40.0)
@@ -61,6 +62,7 @@ def load_for_generation(model_arg: str, size, device):
         shape = tuple(size)
     else:
         shape = (default_canvas(meta),) * 2
+    check_generation_memory(shape, model.config.base_channels, device)
     return model, meta, model_vocabulary(meta), magnification, shape
 
 
