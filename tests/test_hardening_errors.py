@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from napari_cosynth.cli import main
-from napari_cosynth.errors import CheckpointError, DatasetError
+from napari_cosynth.errors import CheckpointError, CosynthError, DatasetError
 from napari_cosynth.vocabularies import CONSEP
 
 
@@ -190,3 +190,18 @@ def test_a_corrupt_newest_model_suggests_the_previous_checkpoint(run_copy, tmp_p
     weights.write_bytes(weights.read_bytes()[:100])
     err = _one_line_error(["generate", "--model", str(run), "--out", str(tmp_path / "out")], capsys)
     assert str(weights) in err and "step-0000002" in err and "previous checkpoint" in err
+
+
+def test_deeply_nested_downstream_records_are_one_line(tmp_path, capsys):
+    from napari_cosynth.evaluate.downstream import read_result, run_dir
+
+    folder = tmp_path / "experiment"
+    (folder / "plan.json").parent.mkdir(parents=True)
+    (folder / "plan.json").write_text(DEEP)
+    err = _one_line_error(["evaluate", "downstream-report", str(folder), "--out", str(tmp_path / "r")], capsys)
+    assert str(folder / "plan.json") in err and "nested more than" in err
+    result = folder / run_dir(0.25, "real", 0) / "result.json"
+    result.parent.mkdir(parents=True)
+    result.write_text(DEEP)
+    with pytest.raises(CosynthError, match="unreadable result .*nested more than"):
+        read_result(folder, 0.25, "real", 0)

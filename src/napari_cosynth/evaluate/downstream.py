@@ -32,6 +32,7 @@ import numpy as np
 from ..atomic import write_text
 from ..bulk.sources import LayoutSource
 from ..errors import CosynthError, DatasetError
+from ..jsonio import read_json
 from ..sample import PointTable, Vocabulary
 from .downstream_plan import (
     PLAN_FILE,
@@ -223,8 +224,8 @@ def read_result(out: str | Path, fraction: float, arm: str, seed: int) -> dict |
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        return read_json(path)
+    except (OSError, ValueError) as err:
         raise CosynthError(f"{path}: unreadable result ({err}); delete it to score that run again") from None
 
 

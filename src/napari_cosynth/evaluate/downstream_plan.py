@@ -8,7 +8,6 @@ change any setting that moves the numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CosynthError
+from ..jsonio import read_json
 
 ARMS = ("real", "augment", "synthetic")
 LAYOUT_KINDS = ("real", "generated")
@@ -212,8 +212,8 @@ def checked_plan(out: Path, record: dict) -> dict:
     if not path.is_file():
         return record
     try:
-        before = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        before = read_json(path)
+    except (OSError, ValueError) as err:
         raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
     record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
     changes = "; ".join(f"{k} was {before.get(k)!r}, now {record.get(k)!r}"

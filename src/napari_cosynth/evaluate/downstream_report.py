@@ -12,12 +12,13 @@ standard deviation, so it says whether the difference is consistent, not just wh
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..jsonio import read_json
 
 METRICS = ("dice", "aji", "pq", "f_d", "acc")
 LABELS = {"dice": "Dice", "aji": "AJI", "pq": "PQ", "f_d": "F_d", "acc": "Acc"}
@@ -199,14 +200,14 @@ def read_experiment(folder: str | Path) -> tuple[dict, list[dict]]:
 
     folder = Path(folder)
     try:
-        plan = json.loads((folder / PLAN_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        plan = read_json(folder / PLAN_FILE)
+    except (OSError, ValueError) as err:
         raise CosynthError(f"{folder / PLAN_FILE}: not a downstream experiment folder ({err})") from None
     results = []
     for path in sorted(folder.glob("fraction-*/*-seed-*/result.json")):
         try:
-            results.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as err:
+            results.append(read_json(path))
+        except (OSError, ValueError) as err:
             raise CosynthError(f"{path}: unreadable result ({err}); delete it to score it again") from None
     return plan, results
 
