@@ -85,7 +85,8 @@ def main(argv=None) -> dict:
     viewer = napari.Viewer(title="napari-cosynth")
     viewer.window._qt_window.resize(1500, 950)
     _, widget = viewer.window.add_plugin_dock_widget("napari-cosynth", "CoSynth")
-    widget.model.value = model
+    if model != "default":  # the widget opens on the bundled model; its field then reads "default"
+        widget.model.value = model
     wait(lambda: widget.loaded is not None or widget.model_info.value == "no model loaded", 300)
     if widget.loaded is None:
         raise SystemExit(f"could not load model {model!r}")

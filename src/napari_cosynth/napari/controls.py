@@ -19,6 +19,7 @@ from magicgui.widgets import (
     SpinBox,
     TextEdit,
 )
+from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from ..engine.device import DEVICE_CHOICES
 from ..engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS, default_steps
@@ -40,13 +41,13 @@ def _info(name: str) -> Label:
     label = Label(name=name)
     label.label = ""  # set after construction: the constructor treats "" as "caption from name"
     label.native.setWordWrap(True)
+    # magicgui fixes a label's size at its text's: let it take the row's width and wrap only there
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
     return label
 
 
 def _narrow(combo: ComboBox) -> ComboBox:
     """A choice box whose width does not follow its longest choice (a layer name can be long)."""
-    from qtpy.QtWidgets import QComboBox
-
     combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.native.setMinimumContentsLength(10)
     return combo
