@@ -73,10 +73,10 @@ def default_canvas(meta: dict) -> int:
 
 
 def separation_params(meta_or_magnification) -> SeparationParams:
-    """Instance-recovery parameters for a model's magnification (or a magnification)."""
+    """Instance-recovery parameters for maps a model generated at its magnification."""
     if isinstance(meta_or_magnification, dict):
         meta_or_magnification = meta_or_magnification.get("magnification") or 40.0
-    return SeparationParams.for_magnification(float(meta_or_magnification))
+    return SeparationParams.for_generated(float(meta_or_magnification))
 
 
 def _config_of(meta: dict):
@@ -448,6 +448,7 @@ def resynthesize(
     seed: int | None = None,
     device="cpu",
     preview_every: int = 0,
+    resample: int = 1,
 ) -> Generator[GenerationProgress, None, Sample]:
     """Redraw one side of a pair so that it matches the other (RePaint-style replacement).
 
@@ -469,6 +470,9 @@ def resynthesize(
     prompt, tissue, sampler, steps, guidance, eta, seed, device, preview_every
         As for :func:`generate`; the prompt defaults to the pair's recorded one, else one built from
         its points.
+    resample : int
+        RePaint's resampling jumps: take every sampler step but the last this many times (1 = no
+        jumps; each one more costs a model call per step). See :mod:`napari_cosynth.engine.repaint`.
 
     Returns
     -------
@@ -524,6 +528,7 @@ def resynthesize(
     provenance = {
         "seed": seed, "sampler": sampler, "steps": n_steps, "guidance": float(guidance),
         **({} if eta is None else {"eta": float(eta)}),
+        **({} if resample == 1 else {"resample": resample}),
         "model_id": meta.get("model_id", "unknown"), "version": __version__, "device": str(device),
         "resynthesized": target, "region": region is not None, "prompt": prompts[0],
         "source": pair.name,
@@ -537,7 +542,7 @@ def resynthesize(
     steps_iter = sample(
         model, cond, uncond, (1, h, w), kind=sampler, steps=steps, guidance=float(guidance), eta=eta,
         generator=generator, known=_to_device(known, device), preview_every=preview_every,
-        schedule=diffusion,
+        schedule=diffusion, resample=resample,
     )
     return _finish_resynthesize(steps_iter, model, preview_every, pair, target, semantic, distance,
                                 points, provenance)
@@ -556,8 +561,10 @@ def _finish_resynthesize(steps_iter, model, preview_every, pair, target, semanti
         if maps_from_instances:
             instances, classes = pair.instances, pair.classes
         else:
-            instances, classes = instances_from_maps(new_semantic.astype(np.uint8), new_distance,
-                                                     separation_params(pair.magnification))
+            # The kept maps are the caller's (perhaps hand-edited): the semantic map has the last word.
+            instances, classes = instances_from_maps(
+                new_semantic.astype(np.uint8), new_distance,
+                SeparationParams.for_magnification(pair.magnification))
     else:
         image = pair.image
         instances, classes = instances_from_maps(new_semantic, new_distance,

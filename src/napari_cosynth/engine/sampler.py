@@ -18,8 +18,9 @@ Classifier-free guidance combines the conditional and unconditional outputs of O
 does). The conditions are encoded by the caller once per pair; nothing here re-encodes them.
 
 Fixed-map sampling replaces, after every step, the known maps (inside their mask) by a forward-noised
-copy at the new timestep (RePaint's replacement, Lugmayr et al. 2022, without its resampling jumps),
-so the other maps are drawn to agree with them; after the last step the known maps are exact.
+copy at the new timestep (RePaint's replacement, Lugmayr et al. 2022), so the other maps are drawn to
+agree with them; after the last step the known maps are exact. RePaint's resampling jumps are an
+option (``resample``, :mod:`.repaint`), off by default.
 
 The samplers are Python generators: they yield a :class:`SamplerStep` after every step, so a caller
 shows progress and stops by not asking for the next step, and return a :class:`SampleOutput`.
@@ -36,6 +37,7 @@ import torch
 
 from ..errors import CosynthError
 from .categorical import MultinomialDiffusion, sample_categorical
+from .repaint import jump_back, solver_state
 from .sampler_names import SAMPLERS, check_sampler, default_steps
 from .schedule import NoiseSchedule, draw_normal
 from .solvers import make_solver
@@ -170,6 +172,7 @@ def sample(
     known: dict | None = None,
     preview_every: int = 0,
     schedule=None,
+    resample: int = 1,
 ) -> Generator[SamplerStep, None, SampleOutput]:
     """Draw a batch of (image, distance, labels) from the joint model, step by step.
 
@@ -206,6 +209,10 @@ def sample(
     schedule : NoiseSchedule or DiffusionConfig, optional
         The training noise schedule and prediction type; T = 1000 cosine, epsilon (the
         DiffusionConfig default) when omitted.
+    resample : int
+        With ``known`` maps: take every step but the last this many times, jumping back by
+        q(x_t | x_s) in between (RePaint's resampling, :mod:`.repaint`); 1 = no jumps. Costs
+        ``resample`` model calls per step.
 
     Yields
     ------
@@ -239,6 +246,10 @@ def sample(
         raise CosynthError("guidance != 1 needs the unconditional conditions (uncond)")
     if not isinstance(preview_every, int) or preview_every < 0:
         raise CosynthError(f"preview_every must be an integer >= 0, got {preview_every!r}")
+    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
+        raise CosynthError(f"resample must be a whole number >= 1 (1 = no jumps), got {resample!r}")
+    if resample > 1 and not known:
+        raise CosynthError("resample (RePaint's jumps) applies to fixed-map sampling only; give known maps")
     if len(shape) != 3 or any(not isinstance(n, int) or n < 1 for n in shape):
         raise CosynthError(f"shape must be (batch, height, width) positive integers, got {shape!r}")
     b, h, w = shape
@@ -267,6 +278,7 @@ def sample(
         schedule,
         labels_diff,
         device,
+        resample,
     )
     return _loop(plan)
 
@@ -288,6 +300,7 @@ class _Plan:
     schedule: NoiseSchedule
     labels: MultinomialDiffusion
     device: torch.device
+    resample: int = 1
 
     def replace_known(self, x_image, x_distance, x_labels, s: int):
         """RePaint replacement: known maps, forward-noised to timestep ``s`` (exact at s = -1)."""
@@ -329,16 +342,23 @@ def _loop(plan: _Plan) -> Generator[SamplerStep, None, SampleOutput]:
     total = len(plan.timesteps)
     for i, t in enumerate(plan.timesteps):
         s = plan.timesteps[i + 1] if i + 1 < total else -1
-        pred_image, pred_distance, logits = _predict(
-            plan.model, x_image, x_distance, x_labels, t, plan.cond, plan.guidance
-        )
-        x_t = torch.cat([x_image, x_distance], dim=1)
-        pred = torch.cat([pred_image, pred_distance], dim=1)
-        x_s, x0 = plan.solver.step(x_t, pred, t, s, generator)
-        x_image, x_distance = x_s[:, :3], x_s[:, 3:]
-        log_post = plan.labels.model_posterior_log_probs(logits, x_labels, t, s)
-        x_labels = sample_categorical(log_post, generator)
-        x_image, x_distance, x_labels = plan.replace_known(x_image, x_distance, x_labels, s)
+        repeats = plan.resample if s >= 0 else 1
+        before = solver_state(plan.solver, plan.schedule) if repeats > 1 else None
+        for u in range(repeats):
+            if u:
+                x_image, x_distance, x_labels = jump_back(
+                    plan.schedule, plan.n_classes, x_image, x_distance, x_labels, s, t, generator)
+                plan.solver = solver_state(before, plan.schedule)
+            pred_image, pred_distance, logits = _predict(
+                plan.model, x_image, x_distance, x_labels, t, plan.cond, plan.guidance
+            )
+            x_t = torch.cat([x_image, x_distance], dim=1)
+            pred = torch.cat([pred_image, pred_distance], dim=1)
+            x_s, x0 = plan.solver.step(x_t, pred, t, s, generator)
+            x_image, x_distance = x_s[:, :3], x_s[:, 3:]
+            log_post = plan.labels.model_posterior_log_probs(logits, x_labels, t, s)
+            x_labels = sample_categorical(log_post, generator)
+            x_image, x_distance, x_labels = plan.replace_known(x_image, x_distance, x_labels, s)
         preview = None
         if plan.preview_every and (i + 1) % plan.preview_every == 0:
             preview = {
