@@ -284,3 +284,22 @@ def test_a_canvas_whose_generation_would_not_fit_in_free_memory_is_refused(
     with pytest.raises(AssertionError, match="the work started"):
         main(["generate", "--model", str(tiny_checkpoint), "--size", str(side), str(side), "--device", "cpu",
               "--out", str(tmp_path / "out"), "--quiet"])
+
+
+@pytest.mark.parametrize("kind", ["png", "tif"])
+def test_an_image_file_declaring_a_huge_canvas_is_refused_before_decoding(kind, tmp_path, monkeypatch):
+    import imageio.v3 as iio
+    import tifffile
+    from PIL import Image
+
+    from napari_cosynth.data.base import read_image
+
+    path = tmp_path / f"bomb.{kind}"
+    if kind == "png":
+        Image.new("1", (10000, 9000)).save(path)  # 90 M pixels in a few kB
+    else:
+        tifffile.imwrite(path, shape=(9000, 10000, 3), dtype=np.uint8)  # sparse: nothing written
+    monkeypatch.setattr(iio, "imread", _work_started)
+    monkeypatch.setattr(tifffile, "imread", _work_started)
+    with pytest.raises(CosynthError, match=r"bomb\.(png|tif): the image would be 9000 x 10000 pixels"):
+        read_image(path)

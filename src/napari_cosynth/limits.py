@@ -108,12 +108,12 @@ def check_magnification(magnification, name: str = "magnification") -> float:
     return value
 
 
-def check_pixels(h: int, w: int, what: str) -> None:
+def check_pixels(h: int, w: int, what: str, advice: str = "choose a lower magnification") -> None:
     """Refuse to allocate an image of ``h`` x ``w`` pixels above :data:`MAX_IMAGE_PIXELS`."""
     if h * w > MAX_IMAGE_PIXELS:
         raise CosynthError(
             f"{what} would be {h} x {w} pixels, above the limit of {MAX_IMAGE_PIXELS:,} pixels "
-            f"({MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE}) for one image; choose a lower magnification"
+            f"({MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE}) for one image; {advice}"
         )
 
 

@@ -171,8 +171,21 @@ def pair_by_stem(
 def read_image(path: str | Path) -> np.ndarray:
     """An RGB uint8 (H, W, 3) image; grey images are repeated to RGB and an alpha channel dropped."""
     path = Path(path)
+    tiff = path.suffix.lower() in (".tif", ".tiff")
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        # The header first: a small file can declare a canvas of billions of pixels.
+        shape = _declared_shape(path, tiff)
+    except Exception as err:  # every decoder has its own exceptions; all mean "unreadable"
+        raise DatasetError(
+            path, f"cannot read the image ({type(err).__name__}: {err}); it may be truncated or corrupt"
+        ) from None
+    if len(shape) >= 2:
+        from ..limits import check_pixels
+
+        check_pixels(int(shape[0]), int(shape[1]), f"{path}: the image",
+                     "cut it into tiles no larger than that")
+    try:
+        if tiff:
             import tifffile
 
             image = tifffile.imread(path)
@@ -193,6 +206,22 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DatasetError(path, f"expected an 8-bit RGB image, got pixel type {image.dtype}")
     # Original CoNSeP tiles are RGBA PNGs with an opaque alpha channel.
     return np.ascontiguousarray(image[:, :, :3])
+
+
+def _declared_shape(path: Path, tiff: bool) -> tuple[int, ...]:
+    """The array shape an image file declares, read from its header without decoding the pixels."""
+    if tiff:
+        import tifffile
+
+        with tifffile.TiffFile(path) as file:
+            return tuple(file.series[0].shape) if file.series else ()
+    import warnings
+
+    import imageio.v3 as iio
+
+    with warnings.catch_warnings():  # Pillow's decompression-bomb warning: the size is checked here
+        warnings.simplefilter("ignore")
+        return tuple(iio.improps(path).shape)
 
 
 def load_mat(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
