@@ -303,3 +303,25 @@ def test_an_image_file_declaring_a_huge_canvas_is_refused_before_decoding(kind, 
     monkeypatch.setattr(tifffile, "imread", _work_started)
     with pytest.raises(CosynthError, match=r"bomb\.(png|tif): the image would be 9000 x 10000 pixels"):
         read_image(path)
+
+
+def test_a_model_config_that_does_not_fit_its_weights_is_refused_before_allocating(
+        tiny_checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    from napari_cosynth.engine import checkpoint
+
+    model = Path(shutil.copytree(tiny_checkpoint, tmp_path / "m"))
+    meta = json.loads((model / "config.json").read_text())
+    meta["config"]["model"]["base_channels"] = 4096  # ~10 GB per convolution at the lowest level
+    (model / "config.json").write_text(json.dumps(meta))
+    real = checkpoint.CoSynNet
+
+    def only_on_meta(*args, **kwargs):
+        if torch.get_default_device().type != "meta":
+            raise AssertionError("a network was allocated before the weights' shapes were checked")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "CoSynNet", only_on_meta)
+    with pytest.raises(CheckpointError, match="config.json does not match model.safetensors"):
+        checkpoint.load_model(model)

@@ -236,7 +236,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 
 def _load_folder(folder: Path, device) -> tuple[CoSynNet, dict]:
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     weights = folder / WEIGHTS_FILE
@@ -267,18 +267,29 @@ def _load_folder(folder: Path, device) -> tuple[CoSynNet, dict]:
         n_classes = int(meta["n_classes"])
     except (TypeError, ValueError):
         raise CheckpointError(f"{folder / CONFIG_FILE}: n_classes is not a number") from None
+    unreadable = (f"{weights} is not a readable safetensors file ({{}}); it is corrupt or truncated: "
+                  "copy the checkpoint again")
     try:
-        model = CoSynNet(config.model, config.text, n_classes, text_architecture=architecture)
+        # The tensors' shapes from the file's header, so a config that does not fit the weights
+        # (a hand-edited or crafted one asking for a network of many GB) is refused before the
+        # network is allocated: the config is first built on the meta device, which holds no data.
+        with safe_open(str(weights), framework="pt") as file:
+            found = {k: tuple(file.get_slice(k).get_shape()) for k in file.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(unreadable.format(e)) from None
+    try:
+        with torch.device("meta"):
+            probe = CoSynNet(config.model, config.text, n_classes, text_architecture=architecture)
     except ConfigError as e:
         raise CheckpointError(f"{folder / CONFIG_FILE}: cannot build the model: {e}") from None
+    _check_matches(probe, found, folder)
+    del probe
+    model = CoSynNet(config.model, config.text, n_classes, text_architecture=architecture)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{weights} is not a readable safetensors file ({e}); it is corrupt or truncated: copy the "
-            "checkpoint again"
-        ) from None
-    _check_matches(model, state, folder)
+        raise CheckpointError(unreadable.format(e)) from None
+    _check_matches(model, {k: tuple(v.shape) for k, v in state.items()}, folder)
     check_finite_weights(state, str(weights), "not loaded")
     expected = model.state_dict()
     model.load_state_dict(
@@ -292,9 +303,9 @@ def _load_folder(folder: Path, device) -> tuple[CoSynNet, dict]:
     return model.to(device).eval(), meta
 
 
-def _check_matches(model: CoSynNet, state: dict, folder: Path) -> None:
+def _check_matches(model: CoSynNet, found: dict[str, tuple], folder: Path) -> None:
+    """Refuse weights (name -> shape) that are not exactly the tensors ``model`` has."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(expected.keys() - found.keys())
     unexpected = sorted(found.keys() - expected.keys())
     shapes = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
