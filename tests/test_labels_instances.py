@@ -244,3 +244,29 @@ def test_parameters_follow_the_magnification():
     assert p10.min_area == max(1, round(p20.min_area / 4))
     with pytest.raises(Exception, match="magnification"):
         SeparationParams.for_magnification(0)
+
+
+def test_generated_maps_take_the_extent_of_their_distance_map_but_never_a_nucleus_of_its_own():
+    inst = two_touching_disks()
+    truth = distance_map(inst)
+    sem = semantic_map(inst, np.array([1, 4]))
+    # The generated semantic map draws both nuclei two pixels too small; the distance map has them whole.
+    shrunk = ndi.binary_erosion(sem > 0, iterations=2)
+    small = np.where(shrunk, sem, 0).astype(np.uint8)
+    # A blob in the distance map where the semantic map has nothing must not become a nucleus.
+    blob = np.zeros_like(truth)
+    blob[2:8, 2:8] = 0.9
+    generated = np.maximum(truth, blob)
+    params = SeparationParams.for_generated(20.0)
+    assert params.foreground == "semantic_or_distance" and params.distance_floor > 0
+    plain_inst, _ = instances_from_maps(small, generated, SeparationParams.for_magnification(20.0))
+    grown, classes = instances_from_maps(small, generated, params)
+    assert sorted(classes.tolist()) == [1, 4]
+    for label, cls in enumerate(classes, start=1):  # each grown nucleus lies on its own disk
+        assert np.all(sem[grown == label] == cls)
+    assert (plain_inst > 0).sum() < (grown > 0).sum() <= (inst > 0).sum()
+    assert not grown[2:8, 2:8].any()
+    # Real maps (distance 0 wherever the semantic map is 0) are recovered the same either way.
+    real_plain, _ = instances_from_maps(sem, truth, SeparationParams.for_magnification(20.0))
+    real_gen, _ = instances_from_maps(sem, truth, params)
+    assert np.array_equal(real_plain, real_gen)
