@@ -70,6 +70,7 @@ class CoSynthWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.controls.root_native_widget)  # the scroll area around the controls
         self.controls.native.layout().setSpacing(3)  # compact: most of it shows on a laptop screen
+        self.controls.native.layout().addStretch()  # spare height goes below the controls, not between
         self.setMaximumWidth(MAX_WIDTH)
 
     def _connect(self) -> None:
