@@ -205,3 +205,13 @@ def test_deeply_nested_downstream_records_are_one_line(tmp_path, capsys):
     result.write_text(DEEP)
     with pytest.raises(CosynthError, match="unreadable result .*nested more than"):
         read_result(folder, 0.25, "real", 0)
+
+
+@pytest.mark.parametrize("raw", [DEEP.encode(), '{"base_seed": "é"}'.encode("latin-1")])
+def test_a_broken_bulk_recipe_is_one_line(tmp_path, raw):
+    from napari_cosynth.bulk.run import RECIPE_FILE, read_recipe
+
+    (tmp_path / RECIPE_FILE).write_bytes(raw)
+    with pytest.raises(CosynthError, match="cannot read the run's recipe .*remove the file") as err:
+        read_recipe(tmp_path)
+    assert "\n" not in str(err.value)

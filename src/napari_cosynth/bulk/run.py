@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import CosynthError
+from ..jsonio import read_json
 from . import plan
 from .lock import lock_folder
 
@@ -321,9 +322,9 @@ def read_recipe(out: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CosynthError(f"{path}: cannot read the run's recipe ({err}); remove the file to start over") from err
+        return read_json(path)
+    except (OSError, ValueError) as err:
+        raise CosynthError(f"{path}: cannot read the run's recipe ({err}); remove the file to start over") from None
 
 
 def check_recipe(out: Path, recipe: dict) -> None:
@@ -414,8 +415,8 @@ def _finish_hovernet(out: Path, paths: list[Path]) -> Path:
 
 def _record(path: Path) -> dict:
     try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
+        meta = read_json(path / "meta.json")
+    except (OSError, ValueError) as err:
         raise CosynthError(
             f"{path / 'meta.json'}: cannot read the pair's record ({err}); delete the folder {path.name} "
             "and rerun the same command to remake it"
