@@ -325,3 +325,26 @@ def test_a_model_config_that_does_not_fit_its_weights_is_refused_before_allocati
     monkeypatch.setattr(checkpoint, "CoSynNet", only_on_meta)
     with pytest.raises(CheckpointError, match="config.json does not match model.safetensors"):
         checkpoint.load_model(model)
+
+
+def test_a_segmenter_config_that_does_not_fit_its_weights_is_refused_before_allocating(tmp_path, monkeypatch):
+    from napari_cosynth.segmenter import model as seg
+    from napari_cosynth.segmenter.config import SegmenterConfig
+    from napari_cosynth.vocabularies import CONSEP
+
+    config = SegmenterConfig(encoder_depth=3, decoder_channels=(16, 8, 4), crop_size=32)
+    folder = tmp_path / "s"
+    seg.save_segmenter(folder, seg.SegmenterNet(config, CONSEP.n_classes), CONSEP, 20.0, {})
+    meta = json.loads((folder / seg.META).read_text())
+    meta["config"]["decoder_channels"] = [4096] * len(meta["config"]["decoder_channels"])
+    (folder / seg.META).write_text(json.dumps(meta))
+    real = seg.SegmenterNet
+
+    def only_on_meta(*args, **kwargs):
+        if torch.get_default_device().type != "meta":
+            raise AssertionError("a network was allocated before the weights' shapes were checked")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(seg, "SegmenterNet", only_on_meta)
+    with pytest.raises(CheckpointError, match="weights do not fit the recorded config"):
+        seg.load_segmenter(folder)

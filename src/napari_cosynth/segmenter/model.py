@@ -166,6 +166,17 @@ def load_segmenter(path: str | Path, device="cpu") -> tuple[SegmenterNet, dict]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{folder / WEIGHTS}: cannot be read as safetensors ({exc})") from None
     check_finite_weights(weights, str(folder / WEIGHTS), "not loaded")
+    # The recorded config is built on the meta device (no data) and compared with the weights first,
+    # so a hand-edited one asking for a network of many GB is refused before it is allocated.
+    with torch.device("meta"):
+        probe = SegmenterNet(config, vocabulary.n_classes).state_dict()
+    differ = sorted(set(probe) ^ set(weights)) or sorted(
+        k for k in probe if tuple(probe[k].shape) != tuple(weights[k].shape))
+    if differ:
+        raise CheckpointError(
+            f"{folder / WEIGHTS}: weights do not fit the recorded config (e.g. {differ[0]}); use the "
+            f"{META} saved with these weights"
+        )
     model = SegmenterNet(config, vocabulary.n_classes)
     try:
         model.load_state_dict(weights)
