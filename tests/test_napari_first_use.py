@@ -108,3 +108,4 @@ def test_the_first_class_is_the_training_datas_most_frequent():
     assert loaded({"training_data": {"nuclei": {**counts, "epithelial": 9000}}}).common_class == "epithelial"
     assert loaded({}).common_class == "inflammatory"
     assert loaded({"training_data": {"nuclei": "broken"}}).common_class == "inflammatory"
+    assert loaded({"training_data": "a path"}).common_class == "inflammatory"

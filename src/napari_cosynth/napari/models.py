@@ -45,9 +45,12 @@ class LoadedModel:
         ("other"), so that a first click is never the rarest class.
         """
         names = list(self.vocabulary.nucleus_classes)
-        counts = ((self.meta.get("training_data") or {}).get("nuclei")) or {}
-        if isinstance(counts, dict) and any(isinstance(counts.get(n), (int, float)) for n in names):
-            return max(names, key=lambda n: counts.get(n) if isinstance(counts.get(n), (int, float)) else -1)
+        record = self.meta.get("training_data")
+        counts = record.get("nuclei") if isinstance(record, dict) else None
+        known = {n: counts[n] for n in names
+                 if isinstance(counts, dict) and isinstance(counts.get(n), (int, float))}
+        if known:
+            return max(known, key=known.get)
         return next((n for n in names if n.lower() not in CATCH_ALL), names[0])
 
     def summary(self) -> str:
