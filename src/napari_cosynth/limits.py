@@ -168,12 +168,17 @@ def check_args(args) -> None:
     """Check every seed, canvas size and magnification option of a parsed command line.
 
     Options are recognised by their destination name (``seed``, ``seeds``, ``size``, ``mag``, ...);
-    an option left at None is not checked. Raises CosynthError naming the flag.
+    an option left at None is not checked. Every number option must also be finite: argparse's
+    ``type=float`` takes "nan" and "inf", which pass any range check made later (``--guidance nan``
+    drew pairs of NaN). Raises CosynthError naming the flag.
     """
     values = vars(args)
     for dest, value in values.items():
         if value is None:
             continue
+        for number in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(number, float) and not math.isfinite(number):
+                raise CosynthError(f"{_flag(dest)} must be a finite number, got {number}")
         if dest in _SEED_OPTIONS:
             for seed in value if isinstance(value, (list, tuple)) else (value,):
                 check_seed(seed, _flag(dest))
