@@ -137,7 +137,7 @@ def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_check
 
 
 def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
-    from qtpy.QtCore import QElapsedTimer, QTimer
+    from qtpy.QtCore import QTimer
 
     viewer, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
     layout = draw_layout(widget, {"spindle-shaped": [[10, 10], [20, 20]]})
@@ -147,15 +147,11 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     first = {layer.name: layer for layer in viewer.layers}
     data = {name: np.array(layer.data, copy=True) for name, layer in first.items()}
 
-    # cancel a long run half-way; measure the event loop's longest pause meanwhile
-    gaps, clock = [], QElapsedTimer()
-    clock.start()
-
-    def tick():
-        gaps.append(clock.restart())
-
+    # cancel a long run half-way: the viewer's event loop keeps running while the worker samples
+    # (how long it may pause is a speed figure: benchmarks/gui_responsiveness.py measures it)
+    ticks = []
     timer = QTimer()
-    timer.timeout.connect(tick)
+    timer.timeout.connect(lambda: ticks.append(widget.last_step))
     timer.start(10)
     assert widget.steps.max == 100  # the tiny model's T
     widget.steps.value = 100
@@ -175,7 +171,9 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     for name, layer in first.items():
         assert viewer.layers[name] is layer
         np.testing.assert_array_equal(layer.data, data[name])
-    assert max(gaps[1:]) < 1000, f"the viewer froze for {max(gaps)} ms"
+    # the event loop ticked between denoising steps, not only after the run
+    sampled = [t.step for t in ticks if t is not None and t.total == 100 and t.step < 100]
+    assert len(set(sampled)) >= 2
     assert widget.generate.enabled and errors == []
 
     # a new run replaces the previous one's layers, but asks first when they were edited
