@@ -7,6 +7,9 @@ Two steps (docs/benchmarks.md, "Samplers"):
         --limit 32 --out runs/bench-sampler/dpm++2m-20
     # (the reference may come from `cosynth evaluate adherence --sampler reference --out DIR` as well;
     #  its seconds per pair are then read off the times its pairs were written)
+    # speed on one layout, all candidates in one process, round-robin (the runs' own times depend on
+    # what else the machine does while they run)
+    OMP_NUM_THREADS=1 python benchmarks/sampler_quality.py speed fast:50 dpm++2m:20 ddim:20:0.5
     # 2. the table: every run against the reference, bootstrap over patches (paired: the same
     #    resampled patches for every run)
     python benchmarks/sampler_quality.py summary --reference runs/bench-sampler/reference \\
@@ -60,6 +63,32 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_speed(args) -> int:
+    """Seconds per 128 x 128 pair of every candidate, in one process, round-robin on one layout."""
+    import torch
+
+    from napari_cosynth.cli_generate import load_for_generation
+    from napari_cosynth.engine.generate import generate, run_to_end
+    from napari_cosynth.sample import PointTable
+
+    torch.set_num_threads(args.threads)
+    model, meta, *_ = load_for_generation(args.model, (128, 128), torch.device("cpu"))
+    points = PointTable([[20.0, 30.0], [60.0, 70.0], [100.0, 40.0], [90.0, 100.0], [30.0, 100.0]],
+                        [1, 2, 3, 4, 2])
+    candidates = [c.split(":") for c in args.candidates]  # sampler:steps[:eta]
+    seconds = {c: [] for c in args.candidates}
+    for r in range(args.repeats + 1):  # round 0 warms up
+        for key, (sampler, steps, *eta) in zip(args.candidates, candidates):
+            start = time.perf_counter()
+            run_to_end(generate(model, meta, points, (128, 128), sampler=sampler, steps=int(steps),
+                                eta=float(eta[0]) if eta else None, seed=1))
+            if r:
+                seconds[key].append(round(time.perf_counter() - start, 3))
+    print(json.dumps({"threads": args.threads, "seconds": seconds,
+                      "median": {k: float(np.median(v)) for k, v in seconds.items()}}, indent=1))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ summary
 
 
@@ -69,12 +98,13 @@ def _load_run(folder: Path):
     from napari_cosynth.labels.points import centroid_table
     from napari_cosynth.metrics.detection import pair_centroids, radius_for
 
-    report = json.loads((folder / "report.json").read_text())
-    radius = radius_for(float(report["magnification"]))
-    patches, vocabulary = [], None
+    patches, vocabulary, radius = [], None, None
     for path in sorted(p for p in (folder / "pairs").iterdir() if p.is_dir()):
         pair = read_sample(path)
         vocabulary = pair.vocabulary
+        # An adherence run still under way has no report.json yet: its pairs say what it is.
+        radius = radius or radius_for(float(pair.magnification))
+        report = {"sampler": pair.provenance["sampler"], "steps": pair.provenance["steps"]}
         true, pred = pair.points, centroid_table(pair.instances, pair.classes)
         pairs, ut, up = pair_centroids(true.xy, pred.xy, radius)
         patches.append({
@@ -192,6 +222,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("speed", help="seconds per pair, candidates timed round-robin in one process")
+    p.add_argument("candidates", nargs="+", help="sampler:steps or ddim:steps:eta")
+    p.add_argument("--model", default="default")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=cmd_speed)
     p = sub.add_parser("summary", help="bootstrap CIs of every run against the reference")
     p.add_argument("--reference", required=True)
     p.add_argument("runs", nargs="*")
