@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 
 from napari_cosynth.data.folder import write_sample
 from napari_cosynth.errors import CosynthError
-from napari_cosynth.evaluate.c2st import C2STSettings, grouped_folds, luminance
+from napari_cosynth.evaluate.c2st import C2STSettings, _auc, grouped_folds, luminance
 from napari_cosynth.evaluate.realism import crop_grid, feature_distances, realism_report, tile_of
 from segmenter_fixtures import disc_sample
 
@@ -55,7 +55,9 @@ def test_two_sample_test_tells_blur_apart_but_not_two_draws(sets):
     s = same["comparisons"]["generated_vs_real"]["c2st"]
     # Blur removes the grain: visible in colour and in standardised luminance alike.
     assert b["luminance"]["accuracy"] > 0.85 and b["colour"]["accuracy"] > 0.85
+    assert b["luminance"]["auc"] > 0.9 and b["colour"]["auc"] > 0.9
     assert abs(s["luminance"]["accuracy"] - 0.5) < 0.15 and abs(s["colour"]["accuracy"] - 0.5) < 0.15
+    assert abs(s["luminance"]["auc"] - 0.5) < 0.2 and abs(s["colour"]["auc"] - 0.5) < 0.2
     assert b["luminance"]["n_crops"] == 2 * 16 * 4 and b["luminance"]["n_folds"] == 4
     # Random halves of one set: the floor.
     halves = blurred["comparisons"]["real_halves"]["c2st"]["luminance"]
@@ -101,6 +103,17 @@ def test_grouped_folds_keep_groups_whole_and_both_labels_in_each_fold():
     assert len(grouped_folds(mixed, groups, 20, seed=0)) == expected < 20
     with pytest.raises(CosynthError, match="at least 2 images"):
         grouped_folds(labels, np.where(labels == 0, "a", "b"), 4, seed=0)
+
+
+def test_auc_counts_ordered_pairs():
+    rng = np.random.default_rng(2)
+    scores = np.round(rng.normal(size=40), 1)  # rounding makes ties
+    truth = rng.integers(0, 2, 40)
+    pos, neg = scores[truth == 1], scores[truth == 0]
+    wins = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
+    assert _auc(scores, truth) == pytest.approx(wins / (len(pos) * len(neg)))
+    assert _auc(np.arange(6.0), np.array([0, 0, 0, 1, 1, 1])) == 1.0
+    assert _auc(np.arange(4.0), np.ones(4, int)) == 0.5
 
 
 def test_tile_pattern_and_crop_grid():

@@ -128,7 +128,7 @@ def _register_realism(subparsers) -> None:
     p.add_argument("--segmenter", default=None,
                    help="trained segmenter folder or run (cosynth segmenter train) for FD/KID")
     p.add_argument("--folds", type=int, default=5, help="folds of the two-sample test")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs of the two-sample classifier")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs of the two-sample classifier")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for report.json and report.md")
     p.add_argument("--json", action="store_true", help="print JSON")
