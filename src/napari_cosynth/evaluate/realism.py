@@ -25,8 +25,8 @@ import numpy as np
 from ..errors import CosynthError
 from .c2st import C2STSettings, c2st, colour, luminance
 
-__all__ = ["ImageSet", "crop_grid", "feature_distances", "load_image_set", "realism_report", "segmenter_features",
-           "tile_of"]
+__all__ = ["ImageSet", "crop_grid", "feature_distances", "load_image_set", "realism_report",
+           "segmenter_features", "tile_of"]
 
 CROP = 64
 MAX_CROPS_PER_IMAGE = 16
