@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
         share = fg / size
         out["settings"][name] = {
             "f_d": round(det["f_d"], 4), "acc": round(det["acc"], 4), "fp": det["fp"], "fn": det["fn"],
-            "f1": {k: round(v, 3) for k, v in det["f1"].items()},
+            "f1": {k: None if v is None else round(v, 3) for k, v in det["f1"].items()},
             "nuclei_pixel_share": round(share, 4),
             "relative_to_real": round((share - real_share) / real_share, 4),
         }
