@@ -181,15 +181,17 @@ def cmd_summary(args) -> int:
     if args.json_out:
         Path(args.json_out).write_text(text + "\n")
     if args.markdown:
-        print(_markdown(table))
+        print(_markdown(table, args.drop))
     else:
         print(text)
     return 0
 
 
-def _markdown(table: list[dict]) -> str:
-    keys = [k for k in table[0] if isinstance(table[0][k], dict)]
-    lines = ["| sampler | s/pair | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+def _markdown(table: list[dict], drop=()) -> str:
+    keys = [k for k in table[0] if isinstance(table[0][k], dict) and k not in drop]
+    seconds = "seconds" not in drop
+    lines = ["| sampler | " + ("s/pair | " if seconds else "") + " | ".join(keys) + " |",
+             "|---" * (len(keys) + 1 + seconds) + "|"]
     for row in table:
         cells = []
         for k in keys:
@@ -201,8 +203,8 @@ def _markdown(table: list[dict]) -> str:
                 cell += f" Δ[{fmt.format(d_lo)}, {fmt.format(d_hi)}]"
             cells.append(cell)
         sec = row["seconds_per_pair_median"]
-        sec = "" if sec is None else f"{sec:.1f}"
-        lines.append(f"| {row['sampler']} | {sec} | " + " | ".join(cells) + " |")
+        sec = ("" if sec is None else f"{sec:.1f} | ") if seconds else ""
+        lines.append(f"| {row['sampler']} | {sec}" + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -235,6 +237,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--drop", nargs="*", default=[], help="figures to leave out of the markdown table")
     p.set_defaults(func=cmd_summary)
     args = parser.parse_args(argv)
     return args.func(args)
