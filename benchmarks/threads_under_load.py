@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--busy", type=int, nargs="+", default=[0, 1], help="busy cores to try")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
-    results = []
+    results, load_before = [], os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         points = Path(tmp) / "points.csv"
         points.write_text(LAYOUT)
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                     p.kill()
                     p.wait()
     print(json.dumps({"cpus": os.cpu_count(), "sampler": args.sampler, "steps": args.steps,
-                      "load_before": os.getloadavg(), "runs": results}, indent=1))
+                      "load_before": load_before, "load_after": os.getloadavg(), "runs": results}, indent=1))
     return 0
 
 
