@@ -73,7 +73,7 @@ def test_generate_returns_complete_pairs_with_provenance(model_and_meta):
         assert np.array_equal(pair.points.xy, _points().xy)
         prov = pair.provenance
         assert prov["seed"] == 11 and prov["index"] == i and prov["n"] == 2
-        assert prov["sampler"] == "dpm++2m" and prov["steps"] == 3 and prov["guidance"] == 2.0
+        assert prov["sampler"] == "unipc" and prov["steps"] == 3 and prov["guidance"] == 2.0
         assert prov["model_id"] == "tiny-test" and prov["version"] == __version__ and prov["device"] == "cpu"
         # The built prompt names the tissue and exactly the points' classes.
         assert prov["prompt"].startswith("high quality histopathology colon tissue image")
