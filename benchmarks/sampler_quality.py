@@ -131,7 +131,7 @@ def _load_run(folder: Path):
 def _figures(patches: list[dict], idx: np.ndarray, vocabulary) -> dict:
     from napari_cosynth.metrics.detection import _class_f1
 
-    cat = lambda key: np.concatenate([patches[i][key] for i in idx])  # noqa: E731
+    cat = lambda key: np.concatenate([patches[i][key] for i in idx])
     pt, pp, ut, up = cat("pt"), cat("pp"), cat("ut"), cat("up")
     tp, fp, fn = len(pt), len(up), len(ut)
     out = {

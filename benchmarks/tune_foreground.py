@@ -18,8 +18,6 @@ import json
 import re
 from dataclasses import replace
 
-import numpy as np
-
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import write_pannuke
 
+from data_fixtures import write_pannuke
 from napari_cosynth import atomic
 from napari_cosynth.bulk import plan
 from napari_cosynth.bulk.run import RECIPE_FILE, generate_dataset
@@ -154,7 +154,7 @@ def test_a_read_only_file_system_is_one_line_before_generation(tiny_checkpoint, 
 def test_a_full_disk_is_one_line_and_the_rerun_finishes(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     import contextlib
 
-    import napari_cosynth.data.folder as folder
+    from napari_cosynth.data import folder
 
     out = tmp_path / "run"
     real = folder.atomic_path

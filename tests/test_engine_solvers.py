@@ -19,7 +19,7 @@ from napari_cosynth.engine.sampler_names import SOLVERS, check_sampler
 from napari_cosynth.engine.schedule import NoiseSchedule
 from napari_cosynth.engine.solvers import make_solver
 from napari_cosynth.errors import CosynthError
-from test_engine_sampler import K, GaussianOracle, Oracle, StandIn, _conds, _run
+from test_engine_sampler import GaussianOracle, K, Oracle, StandIn, _conds, _run
 
 MULTISTEP = ("dpm++2m", "dpm++2m-sde", "unipc")
 

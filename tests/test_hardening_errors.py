@@ -116,9 +116,8 @@ def test_jsonio_reads_what_the_project_writes_and_refuses_the_rest(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A tiny training run with checkpoints at steps 2 and 4."""
-    from test_engine_train import tiny_config, write_tiny_consep
-
     from napari_cosynth.engine.train import train
+    from test_engine_train import tiny_config, write_tiny_consep
 
     root = tmp_path_factory.mktemp("hardening-run")
     data = write_tiny_consep(root / "data")

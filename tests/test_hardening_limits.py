@@ -235,12 +235,11 @@ def test_a_model_with_non_finite_weights_is_neither_loaded_nor_saved(tiny_checkp
 
 
 def test_a_run_whose_loss_becomes_nan_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from test_engine_train import tiny_config, write_tiny_consep
-
     from napari_cosynth.engine.checkpoint import load_model
     from napari_cosynth.engine.finite import TrainingDivergedError
     from napari_cosynth.engine.joint import JointDiffusion
     from napari_cosynth.engine.train import list_checkpoints, train
+    from test_engine_train import tiny_config, write_tiny_consep
 
     original = JointDiffusion.training_losses
     calls = []

@@ -71,9 +71,8 @@ def run_generate(args, drive) -> int:
     from .data.points_csv import read_points_csv
     from .engine.device import resolve_device
     from .engine.generate import generate
-    from .layouts.hardcore import layout_like_training_data
-
     from .engine.threads import use_generation_threads
+    from .layouts.hardcore import layout_like_training_data
 
     check_sampler_args(args)
     device = resolve_device(args.device)

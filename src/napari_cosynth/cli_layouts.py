@@ -133,8 +133,8 @@ def cmd_realism(args) -> int:
     from .errors import DatasetError
     from .jsonio import read_json
     from .layouts.real import Layout, layouts_from_dataset
-    from .limits import check_canvas
     from .layouts.realism import compare_layouts
+    from .limits import check_canvas
 
     real, vocabulary = layouts_from_dataset(args.real, args.format, magnification=args.mag)
     folder = Path(args.generated)

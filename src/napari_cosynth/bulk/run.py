@@ -349,7 +349,6 @@ def check_recipe(out: Path, recipe: dict) -> None:
 def finish(out: Path, n: int, exports: Sequence[str], recipe: dict) -> dict:
     """Write manifest.json and the whole-dataset exports from the pairs on disk (rank 0, at the end)."""
     from ..data import exports as ex
-    from ..data.folder import read_sample
 
     pairs_dir = out / PAIRS_DIR
     done = plan.completed_pairs(pairs_dir)

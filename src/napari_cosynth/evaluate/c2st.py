@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import CosynthError
 
-__all__ = ["C2STSettings", "c2st", "grouped_folds", "luminance", "colour"]
+__all__ = ["C2STSettings", "c2st", "colour", "grouped_folds", "luminance"]
 
 
 class C2STSettings:
@@ -192,5 +192,5 @@ def c2st(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: C2STSetting
         "auc": float(np.mean(aucs)),
         "auc_sd": float(np.std(aucs, ddof=1)),
         "n_folds": len(folds),
-        "n_crops": int(len(y)),
+        "n_crops": len(y),
     }
