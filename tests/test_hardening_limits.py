@@ -367,3 +367,19 @@ def test_every_number_flag_refuses_nan_and_infinity(argv, flag, tmp_path, capsys
     argv = [str(tmp_path / a) if a in ("OUT", "D", "C") else a for a in argv]
     err = _refused(argv, capsys)
     assert f"{flag} must be a finite number" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_the_widget_and_the_python_api_use_the_same_seed_check(seed, tiny_checkpoint):
+    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.generate import generate
+    from napari_cosynth.napari.controls import parse_seed
+    from napari_cosynth.sample import PointTable
+
+    with pytest.raises(CosynthError, match="seed: a seed is a whole number from 0 to"):
+        parse_seed(str(seed))
+    model, meta = load_model(tiny_checkpoint)
+    points = PointTable([[8.0, 8.0]], [1])
+    with pytest.raises(CosynthError, match="seed: a seed is a whole number from 0 to"):
+        generate(model, meta, points, (32, 32), seed=seed)
+    assert parse_seed(str(2**63 - 1)) == 2**63 - 1

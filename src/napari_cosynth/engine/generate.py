@@ -22,6 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import CosynthError
+from ..limits import check_seed
 from ..labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
 from ..labels.points import point_map
 from ..prompts import prompt_for_points
@@ -257,7 +258,7 @@ def generate(
         if not isinstance(table, PointTable):
             raise CosynthError(f"points must be a PointTable, got {type(table).__name__}")
         check_points(table, (h, w), vocabulary, "points" if n == 1 else f"points of pair {k}")
-    seed = _new_seed() if seed is None else int(seed)
+    seed = _new_seed() if seed is None else check_seed(seed)
     tissue = tissue or _default_tissue(meta)
     prompts = _prompts(prompt, tables, vocabulary, tissue, meta, seed, n)
     # Tokenising here raises PromptTooLongError (with the token count) before any work is done.
@@ -501,7 +502,7 @@ def resynthesize(
     check_points(points, (h, w), vocabulary, f"{pair.name}: points")
     if prompt is None:
         prompt = pair.provenance.get("prompt")
-    seed = _new_seed() if seed is None else int(seed)
+    seed = _new_seed() if seed is None else check_seed(seed)
     tissue = tissue or (pair.tissue if pair.tissue != "unknown" else None) or _default_tissue(meta)
     prompts = _prompts(prompt, [points], vocabulary, tissue, meta, seed, 1)
     tokens = model.text.tokenize(prompts)

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy
 from ..engine.device import DEVICE_CHOICES
 from ..engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS, default_steps
 from ..errors import CosynthError
+from ..limits import check_seed
 from .models import DEFAULT_MODEL
 
 REPLACE, ADD = "replace previous run", "add new layers"
@@ -105,9 +106,7 @@ def parse_seed(value) -> int | None:
         seed = int(text)
     except ValueError:
         raise CosynthError(f"seed must be a whole number or '{RANDOM_SEED}', got {text!r}") from None
-    if seed < 0:
-        raise CosynthError(f"seed must be >= 0, got {seed}")
-    return seed
+    return check_seed(seed)
 
 
 def sampler_kwargs(controls: Container) -> dict:
