@@ -261,3 +261,18 @@ def test_a_recipe_written_by_another_run_meanwhile_is_not_overwritten(tiny_check
     with pytest.raises(CosynthError, match="an earlier run here used model_id = 'other'"):
         _finish(_api_run(tiny_checkpoint, out, 1, exports=("folder",)))
     assert json.loads((out / RECIPE_FILE).read_text()) == {"model_id": "other"}
+
+
+def test_a_rerun_without_sampler_flags_continues_with_the_folders_sampler(tiny_checkpoint, tmp_path):
+    from napari_cosynth.bulk.run import read_recipe
+    from napari_cosynth.engine.sampler_names import DEFAULT_SAMPLER
+
+    old = tmp_path / "old"
+    # A folder started with the earlier default (fast, 50 steps by default; 2 here): a rerun that names
+    # no sampler continues it instead of being refused for another recipe.
+    assert main([*cli(tiny_checkpoint, old, n=1), "--sampler", "fast"]) == 0
+    assert main([*cli(tiny_checkpoint, old, n=2)]) == 0
+    assert read_recipe(old)["sampler"] == "fast" and read_recipe(old)["steps"] == 2
+    new = tmp_path / "new"
+    assert main([*cli(tiny_checkpoint, new, n=1)]) == 0
+    assert read_recipe(new)["sampler"] == DEFAULT_SAMPLER

@@ -6,6 +6,8 @@ Under ``torchrun`` every process runs this same command; the ranks share the pai
 
 from __future__ import annotations
 
+from .engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS
+
 
 def register(subparsers) -> None:
     """Add this module's subcommands to ``subparsers`` (an argparse sub-parser action)."""
@@ -29,8 +31,11 @@ def register(subparsers) -> None:
                    help="base seed (a resume reuses the folder's; drawn at random for a new folder)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="canvas size (default: the model's patch size)")
-    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
-    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help=f"see cosynth generate --help (default: the folder's earlier run's, else "
+                        f"{DEFAULT_SAMPLER})")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: the folder's earlier run's, else the sampler's default)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--prompt", default=None, help="one prompt for every pair (built per layout if omitted)")
     p.add_argument("--tissue", default=None, help="tissue for built prompts (model's first if omitted)")
@@ -60,17 +65,23 @@ def run_generate_dataset(args) -> int:
     ctx = init_distributed(args.device)
     try:
         model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, ctx.device)
+        earlier = read_recipe(args.out)
         base_seed = args.seed
         if base_seed is None:
-            earlier = read_recipe(args.out)
             base_seed = int(earlier["base_seed"]) if earlier else _random_seed()
+        # A rerun without --sampler continues the folder's run with its own sampler and steps.
+        sampler, steps = args.sampler, args.steps
+        if sampler is None:
+            sampler = str(earlier["sampler"]) if earlier else DEFAULT_SAMPLER
+            if steps is None and earlier and args.sampler is None:
+                steps = earlier.get("steps")
         # Every rank must use rank 0's seed, drawn at random or not.
         base_seed = broadcast_int(base_seed, ctx)
         source = open_source(args.layouts, args.format, meta=meta, vocabulary=vocabulary, shape=shape,
                              magnification=magnification)
         run = generate_dataset(
             model, meta, source, args.out, args.n, shape=shape, base_seed=base_seed, exports=exports,
-            batch=args.batch, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+            batch=args.batch, sampler=sampler, steps=steps, guidance=args.guidance,
             prompt=args.prompt, tissue=args.tissue, device=ctx.device, ctx=ctx,
         )
         desc = f"rank {ctx.rank}/{ctx.world_size}" if ctx.distributed else "pairs"

@@ -7,6 +7,7 @@ model, drives the core generator with a progress bar and prints the table.
 from __future__ import annotations
 
 from .data.registry import FORMATS
+from .engine.sampler_names import SAMPLERS
 
 
 def register(evaluate_subparsers) -> None:
@@ -44,8 +45,11 @@ def register(evaluate_subparsers) -> None:
     p.add_argument("--fit-iterations", type=int, default=4, help="simulation rounds of the layout model fit")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="synthetic canvas (default: the joint model's patch size)")
-    p.add_argument("--sampler", choices=("fast", "reference"), default="fast")
-    p.add_argument("--steps", type=int, default=None, help="fast sampler steps (default 50)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="fast",
+                   help="see cosynth generate --help (default fast, the sampler of the recorded "
+                        "experiments in docs/downstream.md)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default 50 for 'fast', 20 for the solvers)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--out", required=True, help="experiment folder; rerun the command to continue it")
