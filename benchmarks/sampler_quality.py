@@ -92,9 +92,16 @@ def cmd_speed(args) -> int:
 # ------------------------------------------------------------------------------------------ summary
 
 
-def _load_run(folder: Path):
-    """Per-patch pairing outcomes, nuclei pixel counts and seconds of one run folder."""
+def _load_run(folder: Path, recover: bool = True):
+    """Per-patch pairing outcomes, nuclei pixel counts and seconds of one run folder.
+
+    With ``recover`` the nuclei are recovered again from each pair's stored semantic and distance
+    maps with today's rule for generated maps, so that runs made by different versions of the
+    recovery (the extent rule of docs/labels.md arrived while these runs were under way) are
+    compared on the sampler alone.
+    """
     from napari_cosynth.data.folder import read_sample
+    from napari_cosynth.labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
     from napari_cosynth.labels.points import centroid_table
     from napari_cosynth.metrics.detection import pair_centroids, radius_for
 
@@ -105,14 +112,19 @@ def _load_run(folder: Path):
         # An adherence run still under way has no report.json yet: its pairs say what it is.
         radius = radius or radius_for(float(pair.magnification))
         report = {"sampler": pair.provenance["sampler"], "steps": pair.provenance["steps"]}
-        true, pred = pair.points, centroid_table(pair.instances, pair.classes)
+        instances, classes, semantic = pair.instances, pair.classes, pair.semantic
+        if recover:
+            params = SeparationParams.for_generated(float(pair.magnification))
+            instances, classes = instances_from_maps(semantic, pair.distance, params)
+            semantic = one_class_per_nucleus(instances, classes, semantic)[0]
+        true, pred = pair.points, centroid_table(instances, classes)
         pairs, ut, up = pair_centroids(true.xy, pred.xy, radius)
         patches.append({
             "name": path.name,
             "pt": true.classes[pairs[:, 0]], "pp": pred.classes[pairs[:, 1]],
             "ut": true.classes[ut], "up": pred.classes[up],
-            "nuclei_px": int((np.asarray(pair.semantic) > 0).sum()),
-            "px": int(np.asarray(pair.semantic).size),
+            "nuclei_px": int((np.asarray(semantic) > 0).sum()),
+            "px": int(np.asarray(semantic).size),
         })
     timing_file = folder / "timing.json"
     if timing_file.exists():
@@ -148,7 +160,8 @@ def _figures(patches: list[dict], idx: np.ndarray, vocabulary) -> dict:
 
 
 def cmd_summary(args) -> int:
-    runs = [_load_run(Path(args.reference))] + [_load_run(Path(f)) for f in args.runs]
+    recover = args.recover == "generated"
+    runs = [_load_run(Path(f), recover) for f in [args.reference, *args.runs]]
     n = min(len(r["patches"]) for r in runs)
     names = [p["name"] for p in runs[0]["patches"][:n]]
     for r in runs:
@@ -238,6 +251,9 @@ def main(argv=None) -> int:
     p.add_argument("--json-out", default=None)
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--drop", nargs="*", default=[], help="figures to leave out of the markdown table")
+    p.add_argument("--recover", choices=("generated", "stored"), default="generated",
+                   help="recover the nuclei again from the stored maps with today's rule (default), "
+                        "or score the instances stored with each pair")
     p.set_defaults(func=cmd_summary)
     args = parser.parse_args(argv)
     return args.func(args)
