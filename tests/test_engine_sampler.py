@@ -193,30 +193,25 @@ def test_guidance_combines_all_three_heads(schedule):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("prediction", ["epsilon", "v"])
-@pytest.mark.parametrize("kind", ["fast", "reference"])
-def test_a_model_that_knows_the_data_returns_it(kind, prediction):
+def assert_returns_known_data(kind, prediction, steps, eta=None):
+    """A model that knows the clean maps: the sampler must end on exactly them."""
     schedule = NoiseSchedule(1000, "cosine", prediction)
     g = torch.Generator().manual_seed(4)
     image = torch.rand(1, 3, 8, 8, generator=g) * 1.6 - 0.8
     distance = torch.rand(1, 1, 8, 8, generator=g) * 2 - 1
     labels = torch.randint(0, K, (1, 8, 8), generator=g)
     model = Oracle(image, distance, labels, schedule)
-    out = drain(
-        sample(
-            model,
-            None,
-            None,
-            (1, 8, 8),
-            kind=kind,
-            steps=None if kind == "reference" else 10,
-            generator=torch.Generator().manual_seed(0),
-            schedule=schedule,
-        )
-    )
+    out = drain(sample(model, None, None, (1, 8, 8), kind=kind, steps=steps, schedule=schedule, eta=eta,
+                       generator=torch.Generator().manual_seed(0)))
     torch.testing.assert_close(out.image, image, atol=1e-4, rtol=0)
     torch.testing.assert_close(out.distance, distance, atol=1e-4, rtol=0)
     assert torch.equal(out.labels, labels)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("kind", ["fast", "reference"])
+def test_a_model_that_knows_the_data_returns_it(kind, prediction):
+    assert_returns_known_data(kind, prediction, None if kind == "reference" else 10)
 
 
 def test_reference_sampler_draws_the_data_variance(schedule):

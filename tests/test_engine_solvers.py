@@ -19,7 +19,7 @@ from napari_cosynth.engine.sampler_names import SOLVERS, check_sampler
 from napari_cosynth.engine.schedule import NoiseSchedule
 from napari_cosynth.engine.solvers import make_solver
 from napari_cosynth.errors import CosynthError
-from test_engine_sampler import GaussianOracle, K, Oracle, StandIn, _conds, _run
+from test_engine_sampler import GaussianOracle, K, StandIn, _conds, _run, assert_returns_known_data
 
 MULTISTEP = ("dpm++2m", "dpm++2m-sde", "unipc")
 
@@ -33,17 +33,7 @@ def schedule():
 @pytest.mark.parametrize("kind", SOLVERS)
 @pytest.mark.parametrize("steps", [10, 61])  # 61: a count where diffusers' own trailing grid breaks
 def test_a_model_that_knows_the_data_returns_it(kind, prediction, steps):
-    schedule = NoiseSchedule(1000, "cosine", prediction)
-    g = torch.Generator().manual_seed(4)
-    image = torch.rand(1, 3, 8, 8, generator=g) * 1.6 - 0.8
-    distance = torch.rand(1, 1, 8, 8, generator=g) * 2 - 1
-    labels = torch.randint(0, K, (1, 8, 8), generator=g)
-    model = Oracle(image, distance, labels, schedule)
-    out = drain(sample(model, None, None, (1, 8, 8), kind=kind, steps=steps, schedule=schedule,
-                       eta=0.5 if kind == "ddim" else None, generator=torch.Generator().manual_seed(0)))
-    torch.testing.assert_close(out.image, image, atol=1e-4, rtol=0)
-    torch.testing.assert_close(out.distance, distance, atol=1e-4, rtol=0)
-    assert torch.equal(out.labels, labels)
+    assert_returns_known_data(kind, prediction, steps, eta=0.5 if kind == "ddim" else None)
 
 
 def _oracle_std(schedule, kind, steps, eta=None):
