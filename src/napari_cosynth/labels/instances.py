@@ -238,14 +238,8 @@ def one_class_per_nucleus(
         How many nuclei carried pixels of more than one nucleus class in ``semantic`` before the vote.
     """
     sem = _check_semantic(semantic)
-    inside = instances > 0
     n = len(classes)
-    mixed = 0
-    if n:
-        k = int(sem.max()) + 1
-        votes = np.bincount(instances[inside].astype(np.int64) * k + sem[inside],
-                            minlength=(n + 1) * k).reshape(n + 1, k)
-        mixed = int(((votes[1:, 1:] > 0).sum(axis=1) > 1).sum())
+    mixed = int(((_class_votes(instances, sem, n)[1:, 1:] > 0).sum(axis=1) > 1).sum()) if n else 0
     lut = np.concatenate([[0], np.asarray(classes, dtype=np.int64)]).astype(np.uint8)
     return lut[instances], mixed
 
@@ -290,11 +284,14 @@ def _finish(labels: np.ndarray, sem: np.ndarray, min_area: int) -> tuple[np.ndar
     n = int(labels.max(initial=0))
     if n == 0:
         return labels, np.zeros(0, dtype=np.int64)
+    # Only nucleus classes vote: with foreground "semantic" every pixel has one anyway.
+    classes = np.argmax(_class_votes(labels, sem, n)[1:, 1:], axis=1).astype(np.int64) + 1
+    return labels, classes
+
+
+def _class_votes(labels: np.ndarray, sem: np.ndarray, n: int) -> np.ndarray:
+    """(n + 1, K) pixel counts of each semantic class (columns) inside each instance 0..n (rows)."""
     k = int(sem.max()) + 1
     inside = labels > 0
-    votes = np.bincount(
-        labels[inside].astype(np.int64) * k + sem[inside], minlength=(n + 1) * k
-    ).reshape(n + 1, k)
-    # Only nucleus classes vote: with foreground "semantic" every pixel has one anyway.
-    classes = np.argmax(votes[1:, 1:], axis=1).astype(np.int64) + 1
-    return labels, classes
+    return np.bincount(labels[inside].astype(np.int64) * k + sem[inside],
+                       minlength=(n + 1) * k).reshape(n + 1, k)
