@@ -192,16 +192,17 @@ def _class_counts(classes: np.ndarray, vocabulary: Vocabulary) -> dict[str, int]
     return {name: int((np.asarray(classes) == i).sum()) for i, name in enumerate(vocabulary.names) if i}
 
 
-def _share(semantic: np.ndarray) -> float:
-    return float(np.count_nonzero(semantic)) / max(1, np.asarray(semantic).size)
+def _share(maps: list[np.ndarray]) -> float:
+    """Share of nucleus pixels, pooled over ``maps``."""
+    return float(sum(np.count_nonzero(m) for m in maps)) / max(1, sum(np.asarray(m).size for m in maps))
 
 
 def _pixel_shares(real: list[np.ndarray], generated: list[np.ndarray]) -> dict:
     """Pooled share of nucleus pixels, real maps against the maps generated from their layouts."""
-    gen = float(sum(np.count_nonzero(g) for g in generated)) / max(1, sum(g.size for g in generated))
+    gen = _share(generated)
     if len(real) < len(generated) or not real:
         return {"real": None, "generated": gen, "relative_difference": None}
-    ref = float(sum(np.count_nonzero(r) for r in real)) / max(1, sum(r.size for r in real))
+    ref = _share(real)
     return {"real": ref, "generated": gen, "relative_difference": (gen - ref) / ref if ref else None}
 
 
@@ -300,8 +301,8 @@ def adherence_report(
             "name": sample.name, "size": list(sample.shape), "seed": pair.provenance["seed"],
             "prompt": prompt, "n_real": len(points), "n_generated": len(drawn),
             "f_d": one["f_d"], "acc": one["acc"],
-            "nuclei_pixel_share": {"real": _share(real_sem[-1]) if sample.has_masks else None,
-                                   "generated": _share(pair.semantic)},
+            "nuclei_pixel_share": {"real": _share(real_sem[-1:]) if sample.has_masks else None,
+                                   "generated": _share([pair.semantic])},
             "nuclei_with_mixed_classes": pair.provenance.get("nuclei_with_mixed_classes"),
             "nuclei_with_mixed_classes_stored": one_class_per_nucleus(
                 pair.instances, pair.classes, pair.semantic)[1],
