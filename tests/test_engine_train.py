@@ -14,6 +14,7 @@ from data_fixtures import write_consep
 from napari_cosynth.engine import state as st
 from napari_cosynth.engine.config import CosynthConfig
 from napari_cosynth.engine.data import (
+    _BALANCE_STREAM,
     _CROP_STREAM,
     CropDataset,
     StepBatchSampler,
@@ -249,11 +250,21 @@ def _point_classes(item):
     return set(points_from_map(item["point_map"].numpy()).classes.tolist())
 
 
-def test_class_balance_zero_keeps_the_uniform_crops():
+def test_class_balance_changes_only_the_crops_it_balances():
+    # Which positions are balanced comes from a stream of its own: every other position keeps the
+    # uniform crop of an unbalanced run, so b = 0 is exactly the earlier crops.
     samples = _rare_class_samples()
-    plain, balanced = _dataset(samples), _dataset(samples, class_balance=0.0)
-    for key in [(0, 0), (3, 5), (5, 42)]:
-        assert torch.equal(plain[key]["image"], balanced[key]["image"])
+    plain, balanced = _dataset(samples), _dataset(samples, class_balance=0.5)
+    same = changed = 0
+    for position in range(60):
+        key = (position % 6, position)
+        draw = np.random.default_rng([balanced.seed, _BALANCE_STREAM, position]).random()
+        equal = torch.equal(plain[key]["image"], balanced[key]["image"])
+        if draw >= 0.5:
+            assert equal
+            same += 1
+        changed += not equal
+    assert same > 10 and changed > 10
 
 
 def test_class_balance_shows_the_rare_class_in_its_share_of_crops():
