@@ -239,7 +239,7 @@ def one_class_per_nucleus(
     """
     sem = _check_semantic(semantic)
     n = len(classes)
-    mixed = int(((_class_votes(instances, sem, n)[1:, 1:] > 0).sum(axis=1) > 1).sum()) if n else 0
+    mixed = int(((class_votes(instances, sem, n)[1:, 1:] > 0).sum(axis=1) > 1).sum()) if n else 0
     lut = np.concatenate([[0], np.asarray(classes, dtype=np.int64)]).astype(np.uint8)
     return lut[instances], mixed
 
@@ -285,11 +285,11 @@ def _finish(labels: np.ndarray, sem: np.ndarray, min_area: int) -> tuple[np.ndar
     if n == 0:
         return labels, np.zeros(0, dtype=np.int64)
     # Only nucleus classes vote: with foreground "semantic" every pixel has one anyway.
-    classes = np.argmax(_class_votes(labels, sem, n)[1:, 1:], axis=1).astype(np.int64) + 1
+    classes = np.argmax(class_votes(labels, sem, n)[1:, 1:], axis=1).astype(np.int64) + 1
     return labels, classes
 
 
-def _class_votes(labels: np.ndarray, sem: np.ndarray, n: int) -> np.ndarray:
+def class_votes(labels: np.ndarray, sem: np.ndarray, n: int) -> np.ndarray:
     """(n + 1, K) pixel counts of each semantic class (columns) inside each instance 0..n (rows)."""
     k = int(sem.max()) + 1
     inside = labels > 0

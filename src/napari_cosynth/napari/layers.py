@@ -121,10 +121,9 @@ def vote_classes(instances: np.ndarray, semantic: np.ndarray, fallback: dict | N
     n = int(instances.max(initial=0))
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    k = int(semantic.max(initial=0)) + 1
-    inside = instances > 0
-    votes = np.bincount(instances[inside].astype(np.int64) * k + semantic[inside].astype(np.int64),
-                        minlength=(n + 1) * k).reshape(n + 1, k)[1:, 1:]
+    from ..labels.instances import class_votes
+
+    votes = class_votes(instances, np.asarray(semantic).astype(np.int64), n)[1:, 1:]
     classes = np.zeros(n, dtype=np.int64)
     voted = votes.sum(axis=1) > 0
     classes[voted] = np.argmax(votes[voted], axis=1) + 1
