@@ -58,10 +58,10 @@ def main(argv=None) -> int:
     import torch
 
     from napari_cosynth.bulk import generate_dataset, open_source
-    from napari_cosynth.cli_generate import resolve_checkpoint
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.cli.generate import resolve_checkpoint
+    from napari_cosynth.engine.networks.checkpoint import load_model
     from napari_cosynth.engine.device import resolve_device
-    from napari_cosynth.engine.generate import default_canvas, model_vocabulary
+    from napari_cosynth.engine.pipeline.generate import default_canvas, model_vocabulary
 
     device = resolve_device(args.device)
     model, meta = load_model(resolve_checkpoint(args.model), device=device)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
 
 
 def run_steps(meta: dict, steps: int | None) -> int:
-    from napari_cosynth.engine.generate import _resolved_steps
+    from napari_cosynth.engine.pipeline.generate import _resolved_steps
 
     return _resolved_steps("fast", steps, meta)
 

@@ -29,9 +29,9 @@ def tiny_model(folder: Path) -> Path:
     """A random-weight CoSynNet with CoNSeP's classes (the GUI tests' configuration)."""
     import torch
 
-    from napari_cosynth.engine.checkpoint import save_model
+    from napari_cosynth.engine.networks.checkpoint import save_model
     from napari_cosynth.engine.config import CosynthConfig
-    from napari_cosynth.engine.model import CoSynNet
+    from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP
 
     config = CosynthConfig.from_dict({

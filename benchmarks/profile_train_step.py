@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from napari_cosynth.engine.config import CosynthConfig
-    from napari_cosynth.engine.train import Trainer
+    from napari_cosynth.engine.training.train import Trainer
 
     torch.set_num_threads(args.threads)
     import yaml

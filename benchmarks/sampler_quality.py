@@ -34,8 +34,8 @@ import numpy as np
 def cmd_run(args) -> int:
     import torch
 
-    from napari_cosynth.cli_generate import resolve_checkpoint
-    from napari_cosynth.engine import generate as generate_module
+    from napari_cosynth.cli.generate import resolve_checkpoint
+    from napari_cosynth.engine.pipeline import generate as generate_module
     from napari_cosynth.evaluate.adherence import adherence_report
 
     torch.set_num_threads(args.threads)
@@ -67,8 +67,8 @@ def cmd_speed(args) -> int:
     """Seconds per 128 x 128 pair of every candidate, in one process, round-robin on one layout."""
     import torch
 
-    from napari_cosynth.cli_generate import load_for_generation
-    from napari_cosynth.engine.generate import generate, run_to_end
+    from napari_cosynth.cli.generate import load_for_generation
+    from napari_cosynth.engine.pipeline.generate import generate, run_to_end
     from napari_cosynth.sample import PointTable
 
     torch.set_num_threads(args.threads)

@@ -39,16 +39,16 @@ def _machine() -> dict:
 
 
 def _load(args):
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
 
     if args.config:
         import tempfile
 
         import torch
 
-        from napari_cosynth.engine.checkpoint import save_model
+        from napari_cosynth.engine.networks.checkpoint import save_model
         from napari_cosynth.engine.config import CosynthConfig
-        from napari_cosynth.engine.model import CoSynNet
+        from napari_cosynth.engine.networks.model import CoSynNet
         from napari_cosynth.vocabularies import CONSEP
 
         config = CosynthConfig.from_yaml(args.config)
@@ -57,7 +57,7 @@ def _load(args):
         folder = save_model(os.path.join(tempfile.mkdtemp(), "bench"), model, config,
                             {"classes": list(CONSEP.names), "tissues": ["colon"]})
         return load_model(folder, device=args.device)
-    from napari_cosynth.cli_generate import resolve_checkpoint
+    from napari_cosynth.cli.generate import resolve_checkpoint
 
     return load_model(resolve_checkpoint(args.model), device=args.device)
 
@@ -69,7 +69,7 @@ def _one_sampling(args) -> dict:
 
     import torch
 
-    from napari_cosynth.engine.generate import generate, model_vocabulary, run_to_end
+    from napari_cosynth.engine.pipeline.generate import generate, model_vocabulary, run_to_end
     from napari_cosynth.layouts.hardcore import layout_like_training_data
 
     model, meta = _load(args)
@@ -103,7 +103,7 @@ def _one_train_step(args) -> dict:
     import tempfile
 
     from napari_cosynth.engine.config import CosynthConfig
-    from napari_cosynth.engine.train import train
+    from napari_cosynth.engine.training.train import train
 
     config = CosynthConfig.from_yaml(args.config)
     out_dir = os.path.join(tempfile.mkdtemp(), "run")

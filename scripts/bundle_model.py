@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_cosynth.engine.checkpoint import load_model, save_model
+from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 from napari_cosynth.engine.config import CosynthConfig
 
 PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "src" / "napari_cosynth" / "models"

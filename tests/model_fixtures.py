@@ -6,7 +6,7 @@ def small_cosynnet(n_classes: int):
     import torch
 
     from napari_cosynth.engine.config import ModelConfig, TextConfig
-    from napari_cosynth.engine.model import CoSynNet
+    from napari_cosynth.engine.networks.model import CoSynNet
 
     torch.manual_seed(0)
     model_cfg = ModelConfig(base_channels=8, channel_mult=(1, 2), attention_levels=(1,),

@@ -13,7 +13,7 @@ import pytest
 
 from napari_cosynth.bulk import plan
 from napari_cosynth.bulk.sources import window
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import read_sample
 from napari_cosynth.data.registry import open_dataset
 from napari_cosynth.errors import CosynthError

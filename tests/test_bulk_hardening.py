@@ -20,8 +20,8 @@ from napari_cosynth import atomic
 from napari_cosynth.bulk import plan
 from napari_cosynth.bulk.run import RECIPE_FILE, generate_dataset
 from napari_cosynth.bulk.sources import open_source
-from napari_cosynth.cli import main
-from napari_cosynth.cli_generate import load_for_generation
+from napari_cosynth.cli.main import main
+from napari_cosynth.cli.generate import load_for_generation
 from napari_cosynth.data.folder import read_sample
 from napari_cosynth.data.hovernet_npy import HovernetNpyDataset
 from napari_cosynth.errors import CosynthError
@@ -45,9 +45,9 @@ def seven_class_checkpoint(tiny_checkpoint, tmp_path_factory):
     """The tiny model's architecture with CoNSeP's 7 original classes: too many for PanNuke (5)."""
     import torch
 
-    from napari_cosynth.engine.checkpoint import load_model, save_model
+    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.config import CosynthConfig
-    from napari_cosynth.engine.model import CoSynNet
+    from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP_ORIGINAL
 
     _, meta = load_model(tiny_checkpoint)
@@ -108,7 +108,7 @@ def test_a_pair_folder_without_meta_json_is_remade(tiny_checkpoint, tmp_path, ca
 @pytest.fixture
 def no_generation(monkeypatch):
     """Fail the test if a pair is drawn: the refusal must come before the work."""
-    import napari_cosynth.engine.generate as engine
+    import napari_cosynth.engine.pipeline.generate as engine
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a pair was generated before --out was checked")
@@ -265,7 +265,7 @@ def test_a_recipe_written_by_another_run_meanwhile_is_not_overwritten(tiny_check
 
 def test_a_rerun_without_sampler_flags_continues_with_the_folders_sampler(tiny_checkpoint, tmp_path):
     from napari_cosynth.bulk.run import read_recipe
-    from napari_cosynth.engine.sampler_names import DEFAULT_SAMPLER
+    from napari_cosynth.engine.diffusion.sampler_names import DEFAULT_SAMPLER
 
     old = tmp_path / "old"
     # A folder started with the earlier default (fast, 50 steps by default; 2 here): a rerun that names

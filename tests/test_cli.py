@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from napari_cosynth.cli import build_parser, main
+from napari_cosynth.cli.main import build_parser, main
 
 TINY_CONFIG = __import__("pathlib").Path(__file__).parents[1] / "configs" / "tiny-cpu.yaml"
 

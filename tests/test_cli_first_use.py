@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from napari_cosynth.cli import build_parser, drive_with_progress, main
+from napari_cosynth.cli.main import build_parser, drive_with_progress, main
 from napari_cosynth.data.folder import list_pairs, read_sample
 
 

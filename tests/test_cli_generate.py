@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, read_sample
 
 

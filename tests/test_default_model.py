@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, read_sample
-from napari_cosynth.engine.checkpoint import load_model, resolve_model
-from napari_cosynth.engine.generate import generate, run_to_end
+from napari_cosynth.engine.networks.checkpoint import load_model, resolve_model
+from napari_cosynth.engine.pipeline.generate import generate, run_to_end
 from napari_cosynth.evaluate.adherence import score_centroids
 from napari_cosynth.labels.points import centroid_table
 from napari_cosynth.napari import sample_data

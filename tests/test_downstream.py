@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from napari_cosynth.bulk.sources import LayoutSource
-from napari_cosynth.cli import main
-from napari_cosynth.cli_generate import load_for_generation
-from napari_cosynth.engine.generate import run_to_end
+from napari_cosynth.cli.main import main
+from napari_cosynth.cli.generate import load_for_generation
+from napari_cosynth.engine.pipeline.generate import run_to_end
 from napari_cosynth.errors import CosynthError, DatasetError
 from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, relay, run_downstream
 from napari_cosynth.evaluate.downstream_plan import DownstreamPlan, choose_subsets, group_tiles, subset_size

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from napari_cosynth.engine.state import load_training_state
+from napari_cosynth.engine.training.state import load_training_state
 from test_engine_train import tiny_config, write_tiny_consep
 
 WORKER = textwrap.dedent(
@@ -20,7 +20,7 @@ WORKER = textwrap.dedent(
     import json, sys
     from safetensors.torch import save_file
     from napari_cosynth.engine.config import CosynthConfig
-    from napari_cosynth.engine.train import Trainer
+    from napari_cosynth.engine.training.train import Trainer
 
     config = CosynthConfig.from_dict(json.loads(open(sys.argv[1]).read()))
     out, dump = sys.argv[2], sys.argv[3]

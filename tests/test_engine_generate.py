@@ -7,17 +7,17 @@ import pytest
 import torch
 
 from napari_cosynth import __version__
-from napari_cosynth.engine.checkpoint import load_model, save_model
+from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 from napari_cosynth.engine.config import CosynthConfig
-from napari_cosynth.engine.generate import (
+from napari_cosynth.engine.pipeline.generate import (
     GenerationProgress,
     generate,
     model_vocabulary,
     resynthesize,
     run_to_end,
 )
-from napari_cosynth.engine.model import CoSynNet
-from napari_cosynth.engine.text import PromptTooLongError
+from napari_cosynth.engine.networks.model import CoSynNet
+from napari_cosynth.engine.networks.text import PromptTooLongError
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.sample import PointTable, Sample
 from napari_cosynth.vocabularies import CONSEP
@@ -204,7 +204,7 @@ def test_resynthesize_of_annotated_instances_keeps_them(model_and_meta, pair):
 
 
 def test_default_canvas_prefers_the_models_named_canvas_then_its_training_crop():
-    from napari_cosynth.engine.generate import default_canvas
+    from napari_cosynth.engine.pipeline.generate import default_canvas
 
     assert default_canvas({"canvas_size": 128, "patch_size": 64}) == 128
     assert default_canvas({"patch_size": 64}) == 64

@@ -7,8 +7,8 @@ import torch
 
 from model_fixtures import tiny_open_clip_dir
 from napari_cosynth.engine.config import ModelConfig, TextConfig
-from napari_cosynth.engine.model import Conditions, CoSynNet
-from napari_cosynth.engine.text import (
+from napari_cosynth.engine.networks.model import Conditions, CoSynNet
+from napari_cosynth.engine.networks.text import (
     PromptTooLongError,
     TextEncoder,
     count_tokens,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from napari_cosynth.engine.repaint import jump_back
-from napari_cosynth.engine.schedule import NoiseSchedule
+from napari_cosynth.engine.diffusion.repaint import jump_back
+from napari_cosynth.engine.diffusion.schedule import NoiseSchedule
 from napari_cosynth.errors import CosynthError
 from test_engine_sampler import K, StandIn, _conds, _run
 
@@ -51,7 +51,7 @@ def test_resample_one_is_the_plain_sampler(schedule):
 
 
 def test_bad_resample_is_refused(schedule):
-    from napari_cosynth.engine.sampler import sample
+    from napari_cosynth.engine.diffusion.sampler import sample
 
     model = StandIn()
     cond, uncond = _conds(model)

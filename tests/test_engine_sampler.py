@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 from model_fixtures import small_cosynnet
-from napari_cosynth.engine.model import Conditions, ModelOutput
-from napari_cosynth.engine.sampler import (
+from napari_cosynth.engine.networks.model import Conditions, ModelOutput
+from napari_cosynth.engine.diffusion.sampler import (
     SampleOutput,
     SamplerStep,
     _predict,
     drain,
     sample,
 )
-from napari_cosynth.engine.schedule import NoiseSchedule
+from napari_cosynth.engine.diffusion.schedule import NoiseSchedule
 from napari_cosynth.errors import CosynthError
 
 K = 4

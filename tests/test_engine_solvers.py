@@ -12,12 +12,12 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, read_sample
-from napari_cosynth.engine.sampler import drain, sample
-from napari_cosynth.engine.sampler_names import SOLVERS, check_sampler
-from napari_cosynth.engine.schedule import NoiseSchedule
-from napari_cosynth.engine.solvers import make_solver
+from napari_cosynth.engine.diffusion.sampler import drain, sample
+from napari_cosynth.engine.diffusion.sampler_names import SOLVERS, check_sampler
+from napari_cosynth.engine.diffusion.schedule import NoiseSchedule
+from napari_cosynth.engine.diffusion.solvers import make_solver
 from napari_cosynth.errors import CosynthError
 from test_engine_sampler import GaussianOracle, K, StandIn, _conds, _run, assert_returns_known_data
 

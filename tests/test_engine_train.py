@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from data_fixtures import write_consep
-from napari_cosynth.engine import state as st
+from napari_cosynth.engine.training import state as st
 from napari_cosynth.engine.config import CosynthConfig
-from napari_cosynth.engine.data import (
+from napari_cosynth.engine.training.data import (
     _BALANCE_STREAM,
     _CROP_STREAM,
     CropDataset,
@@ -22,7 +22,7 @@ from napari_cosynth.engine.data import (
     check_classes,
     order_index,
 )
-from napari_cosynth.engine.train import (
+from napari_cosynth.engine.training.train import (
     Trainer,
     TrainProgress,
     latest_checkpoint,
@@ -404,7 +404,7 @@ def test_train_yields_progress_and_writes_the_run_folder(tiny_data, tmp_path):
 
 
 def test_checkpoint_holds_the_ema_weights_and_loads_without_pickle(tiny_data, tmp_path):
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
 
     trainer = Trainer(tiny_config(tiny_data, steps=2), tmp_path / "run")
     _run(trainer.run())
@@ -491,7 +491,7 @@ def test_mixed_precision_on_cpu_trains_in_float32_and_says_so(tiny_data, tmp_pat
 
 
 def test_init_from_a_saved_model_starts_a_fresh_run_from_its_weights(tiny_data, tmp_path):
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
 
     _run(train(tiny_config(tiny_data, steps=2), tmp_path / "donor"))
     donor_folder = latest_checkpoint(tmp_path / "donor")

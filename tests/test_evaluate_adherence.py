@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from evaluate_fixtures import write_tiny_folder
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, write_sample
 from napari_cosynth.data.registry import open_dataset
-from napari_cosynth.engine.generate import run_to_end
+from napari_cosynth.engine.pipeline.generate import run_to_end
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.evaluate.adherence import (
     AdherenceProgress,

@@ -57,7 +57,7 @@ def test_generated_pairs_of_another_vocabulary_are_refused(setup, tmp_path):
 
 
 def test_cli_alignment_json(setup, capsys):
-    from napari_cosynth.cli import main
+    from napari_cosynth.cli.main import main
 
     root, real, generated = setup
     assert main(["evaluate", "alignment", "--segmenter", str(root / "run"), "--generated", str(generated),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from evaluate_fixtures import write_tiny_folder
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.evaluate.fid import INCEPTION_WEIGHTS_FILE, SmallFeatures, fid_report
 

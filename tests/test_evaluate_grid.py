@@ -8,9 +8,9 @@ import pytest
 
 from data_fixtures import disk_instances
 from evaluate_fixtures import write_tiny_folder
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.registry import open_dataset
-from napari_cosynth.engine.generate import run_to_end
+from napari_cosynth.engine.pipeline.generate import run_to_end
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.evaluate.grid import GAP, GROUP_GAP, compose_grid, contours, grid_report, overlay
 from napari_cosynth.vocabularies import CONSEP, class_colors

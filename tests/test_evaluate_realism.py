@@ -167,7 +167,7 @@ def tiny_segmenter(sets, tmp_path_factory):
 
 
 def test_cli_end_to_end_with_segmenter(sets, tiny_segmenter, tmp_path, capsys):
-    from napari_cosynth.cli import main
+    from napari_cosynth.cli.main import main
 
     assert main(["evaluate", "realism", "--real", str(sets["real"]), "--real-format", "folder",
                  "--fake", str(sets["blurred"]), "--baseline", str(sets["other"]), "--folds", "2",
@@ -192,7 +192,7 @@ def test_cli_end_to_end_with_segmenter(sets, tiny_segmenter, tmp_path, capsys):
     (["--folds", "1"], "--folds 1"),
 ])
 def test_cli_errors_are_one_line(sets, capsys, extra, message):
-    from napari_cosynth.cli import main
+    from napari_cosynth.cli.main import main
 
     assert main(["evaluate", "realism", "--real", str(sets["real"]), "--real-format", "folder",
                  "--fake", str(sets["other"]), *extra]) == 2
@@ -201,7 +201,7 @@ def test_cli_errors_are_one_line(sets, capsys, extra, message):
 
 
 def test_missing_fake_names_the_flag(sets, tmp_path, capsys):
-    from napari_cosynth.cli import main
+    from napari_cosynth.cli.main import main
 
     assert main(["evaluate", "realism", "--real", str(sets["real"]), "--real-format", "folder",
                  "--fake", str(tmp_path / "nothing")]) == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.errors import CheckpointError, CosynthError, DatasetError
 from napari_cosynth.vocabularies import CONSEP
 
@@ -116,7 +116,7 @@ def test_jsonio_reads_what_the_project_writes_and_refuses_the_rest(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A tiny training run with checkpoints at steps 2 and 4."""
-    from napari_cosynth.engine.train import train
+    from napari_cosynth.engine.training.train import train
     from test_engine_train import tiny_config, write_tiny_consep
 
     root = tmp_path_factory.mktemp("hardening-run")
@@ -149,7 +149,7 @@ def _set(items: list, key: str, value) -> None:
 @pytest.mark.parametrize("edit", ["step not a number", "optimizer missing", "rng broken", "config a list",
                                   "deeply nested"])
 def test_a_hand_edited_training_state_is_one_line_suggesting_the_previous_checkpoint(run_copy, edit):
-    from napari_cosynth.engine.train import train
+    from napari_cosynth.engine.training.train import train
 
     run, config = run_copy
     newest = run / "checkpoints" / "step-0000004"
@@ -171,7 +171,7 @@ def test_a_hand_edited_training_state_is_one_line_suggesting_the_previous_checkp
 
 
 def test_resuming_past_a_corrupt_newest_state_works_as_the_message_says(run_copy):
-    from napari_cosynth.engine.train import train
+    from napari_cosynth.engine.training.train import train
 
     run, config = run_copy
     newest = run / "checkpoints" / "step-0000004"

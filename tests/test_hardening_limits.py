@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.errors import CheckpointError, ConfigError, CosynthError
 from napari_cosynth.limits import MAX_SEED
 
@@ -39,11 +39,11 @@ def _refused(argv, capsys) -> str:
 @pytest.fixture
 def no_work(monkeypatch):
     import napari_cosynth.bulk.run
-    import napari_cosynth.cli_generate
+    import napari_cosynth.cli.generate
     import napari_cosynth.data.stats
     import napari_cosynth.layouts.process
 
-    monkeypatch.setattr(napari_cosynth.cli_generate, "load_for_generation", _work_started)
+    monkeypatch.setattr(napari_cosynth.cli.generate, "load_for_generation", _work_started)
     monkeypatch.setattr(napari_cosynth.data.stats, "dataset_stats", _work_started)
     monkeypatch.setattr(napari_cosynth.layouts.process, "load_model", _work_started)
     monkeypatch.setattr(napari_cosynth.bulk.run, "generate_dataset", _work_started)
@@ -120,8 +120,8 @@ _SEED_COMMANDS = {
 @pytest.mark.parametrize("command", sorted(_SEED_COMMANDS))
 def test_every_command_refuses_a_bad_seed_with_the_same_line(command, seed, tmp_path, capsys, monkeypatch):
     argv = [str(tmp_path / a) if a in ("OUT", "D", "C") else a for a in _SEED_COMMANDS[command]]
-    for module in ("cli_generate", "cli_bulk", "cli_evaluate", "cli_layouts", "cli_segmenter", "cli_downstream"):
-        mod = __import__(f"napari_cosynth.{module}", fromlist=["x"])
+    for module in ("generate", "bulk", "evaluate", "layouts", "segmenter", "downstream"):
+        mod = __import__(f"napari_cosynth.cli.{module}", fromlist=["x"])
         for name in dir(mod):
             if name.startswith(("cmd_", "run_")):
                 monkeypatch.setattr(mod, name, _work_started)
@@ -182,7 +182,7 @@ def test_every_float_setting_refuses_non_finite_values(key, value):
 def test_yaml_nan_and_a_checkpoint_config_with_nan_are_refused(tmp_path, tiny_checkpoint):
     import shutil
 
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
     from napari_cosynth.engine.config import CosynthConfig
     from napari_cosynth.segmenter.config import SegmenterConfig
 
@@ -219,7 +219,7 @@ def _nan_weights(tiny_checkpoint, tmp_path) -> Path:
 
 
 def test_a_model_with_non_finite_weights_is_neither_loaded_nor_saved(tiny_checkpoint, tmp_path):
-    from napari_cosynth.engine.checkpoint import load_model, save_model
+    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.config import CosynthConfig
 
     folder = _nan_weights(tiny_checkpoint, tmp_path)
@@ -235,10 +235,10 @@ def test_a_model_with_non_finite_weights_is_neither_loaded_nor_saved(tiny_checkp
 
 
 def test_a_run_whose_loss_becomes_nan_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
     from napari_cosynth.engine.finite import TrainingDivergedError
-    from napari_cosynth.engine.joint import JointDiffusion
-    from napari_cosynth.engine.train import list_checkpoints, train
+    from napari_cosynth.engine.diffusion.joint import JointDiffusion
+    from napari_cosynth.engine.training.train import list_checkpoints, train
     from test_engine_train import tiny_config, write_tiny_consep
 
     original = JointDiffusion.training_losses
@@ -269,13 +269,13 @@ def test_a_canvas_whose_generation_would_not_fit_in_free_memory_is_refused(
         tiny_checkpoint, tmp_path, capsys, monkeypatch):
     import psutil
 
-    import napari_cosynth.engine.generate
+    import napari_cosynth.engine.pipeline.generate
 
     class _Memory:
         available = 2**30  # 1 GiB free
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory())
-    monkeypatch.setattr(napari_cosynth.engine.generate, "generate", _work_started)
+    monkeypatch.setattr(napari_cosynth.engine.pipeline.generate, "generate", _work_started)
     err = _refused(["generate", "--model", str(tiny_checkpoint), "--size", "2048", "2048", "--device", "cpu",
                     "--out", str(tmp_path / "out")], capsys)
     assert "--size: generating 1 pair(s) of 2048 x 2048" in err and "1.0 GiB free on cpu" in err
@@ -310,7 +310,7 @@ def test_a_model_config_that_does_not_fit_its_weights_is_refused_before_allocati
         tiny_checkpoint, tmp_path, monkeypatch):
     import shutil
 
-    from napari_cosynth.engine import checkpoint
+    from napari_cosynth.engine.networks import checkpoint
 
     model = Path(shutil.copytree(tiny_checkpoint, tmp_path / "m"))
     meta = json.loads((model / "config.json").read_text())
@@ -359,11 +359,11 @@ def test_a_segmenter_config_that_does_not_fit_its_weights_is_refused_before_allo
       "--out", "OUT", "--fractions", "0.5", "nan"], "--fractions"),
 ])
 def test_every_number_flag_refuses_nan_and_infinity(argv, flag, tmp_path, capsys, no_work, monkeypatch):
-    import napari_cosynth.cli_downstream
-    import napari_cosynth.cli_layouts
+    import napari_cosynth.cli.downstream
+    import napari_cosynth.cli.layouts
 
-    monkeypatch.setattr(napari_cosynth.cli_layouts, "cmd_fit", _work_started)
-    monkeypatch.setattr(napari_cosynth.cli_downstream, "cmd_downstream", _work_started, raising=False)
+    monkeypatch.setattr(napari_cosynth.cli.layouts, "cmd_fit", _work_started)
+    monkeypatch.setattr(napari_cosynth.cli.downstream, "cmd_downstream", _work_started, raising=False)
     argv = [str(tmp_path / a) if a in ("OUT", "D", "C") else a for a in argv]
     err = _refused(argv, capsys)
     assert f"{flag} must be a finite number" in err and "Traceback" not in err
@@ -371,8 +371,8 @@ def test_every_number_flag_refuses_nan_and_infinity(argv, flag, tmp_path, capsys
 
 @pytest.mark.parametrize("seed", [-1, 2**64])
 def test_the_widget_and_the_python_api_use_the_same_seed_check(seed, tiny_checkpoint):
-    from napari_cosynth.engine.checkpoint import load_model
-    from napari_cosynth.engine.generate import generate
+    from napari_cosynth.engine.networks.checkpoint import load_model
+    from napari_cosynth.engine.pipeline.generate import generate
     from napari_cosynth.napari.controls import parse_seed
     from napari_cosynth.sample import PointTable
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from evaluate_fixtures import write_tiny_folder
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.errors import CheckpointError, CosynthError
 
 # ------------------------------------------------------------------------------------------ pickles
@@ -176,7 +176,7 @@ def no_open_clip_loading(monkeypatch):
 @pytest.mark.parametrize("pretrained", ["local-file", "openai"])
 def test_a_model_naming_pretrained_text_weights_is_refused_without_loading_them(
         model_copy, tmp_path, no_open_clip_loading, pretrained):
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
 
     marker = tmp_path / "ran"
     source = str(malicious_pickle(tmp_path / "text.pt", marker)) if pretrained == "local-file" else pretrained
@@ -193,7 +193,7 @@ def test_a_model_naming_pretrained_text_weights_is_refused_without_loading_them(
 
 
 def test_a_recorded_hugging_face_text_tower_is_refused_without_fetching(model_copy, no_open_clip_loading):
-    from napari_cosynth.engine.checkpoint import load_model
+    from napari_cosynth.engine.networks.checkpoint import load_model
 
     def edit(meta):
         meta["config"]["text"].update(kind="open_clip", open_clip_model="hf-hub:org/model", pretrained=None)
@@ -211,9 +211,9 @@ def test_an_open_clip_model_with_its_recorded_architecture_loads_offline(tmp_pat
     """A saved open_clip-tower model loads from its own safetensors, touching nothing else."""
     import torch
 
-    from napari_cosynth.engine.checkpoint import load_model, save_model
+    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.config import CosynthConfig
-    from napari_cosynth.engine.model import CoSynNet
+    from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP
 
     arch = {"open_clip_model": "ViT-tiny-test", "embed_dim": 16, "quick_gelu": False,

@@ -6,7 +6,7 @@ import sys
 CORE = ["napari_cosynth", "napari_cosynth.labels.instances", "napari_cosynth.labels.resample",
         "napari_cosynth.data.registry", "napari_cosynth.data.folder", "napari_cosynth.data.stats",
         "napari_cosynth.metrics.compare", "napari_cosynth.prompts", "napari_cosynth.evaluate.separation",
-        "napari_cosynth.layouts.process", "napari_cosynth.cli", "napari_cosynth.napari.reader"]
+        "napari_cosynth.layouts.process", "napari_cosynth.cli.main", "napari_cosynth.napari.reader"]
 
 
 def test_core_modules_do_not_import_torch_or_qt():

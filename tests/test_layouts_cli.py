@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from napari_cosynth.cli import main
+from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import write_sample
 from napari_cosynth.data.points_csv import read_points_csv
 from napari_cosynth.sample import Sample

@@ -68,7 +68,7 @@ def test_shipped_layout_is_a_realistic_colon_layout():
 
 
 def test_sample_pair_is_generated_from_the_layout(tiny_checkpoint, monkeypatch):
-    from napari_cosynth.engine import checkpoint
+    from napari_cosynth.engine.networks import checkpoint
 
     monkeypatch.setattr(checkpoint, "resolve_model", lambda name: tiny_checkpoint)
     layers = sample_data.generated_pair_sample(steps=2)

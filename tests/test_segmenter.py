@@ -191,7 +191,7 @@ def test_scoring_an_empty_prediction_gives_zero_detection():
 
 
 def test_cli_train_and_predict(discs, tmp_path, capsys):
-    from napari_cosynth.cli import main
+    from napari_cosynth.cli.main import main
 
     out = tmp_path / "run"
     assert main(["segmenter", "train", "--data", str(discs), "--format", "folder", "--extra", str(discs),

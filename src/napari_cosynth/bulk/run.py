@@ -98,7 +98,7 @@ def generate_dataset(
     Parameters
     ----------
     model, meta
-        From ``napari_cosynth.engine.checkpoint.load_model``.
+        From ``napari_cosynth.engine.networks.checkpoint.load_model``.
     source : napari_cosynth.bulk.sources.LayoutSource
         Gives pair i's point layout from its seed.
     out
@@ -114,8 +114,8 @@ def generate_dataset(
     batch
         Pairs drawn per sampler batch; part of the recipe (changing it changes the pairs).
     sampler, steps, guidance, prompt, tissue, device
-        As in ``napari_cosynth.engine.generate.generate``.
-    ctx : napari_cosynth.engine.distributed.DistributedContext, optional
+        As in ``napari_cosynth.engine.pipeline.generate.generate``.
+    ctx : napari_cosynth.engine.training.distributed.DistributedContext, optional
         This process's rank and world size (one process when omitted).
 
     Returns
@@ -132,7 +132,7 @@ def generate_dataset(
         guidance, classes of the layouts or of an export). Nothing is written before these checks.
         When iterated: another run writing to ``out``, or a failed write (a full disk).
     """
-    from ..engine.distributed import DistributedContext
+    from ..engine.training.distributed import DistributedContext
 
     ctx = ctx or DistributedContext()
     plan.check_plan(n, batch, ctx.rank, ctx.world_size)
@@ -170,7 +170,7 @@ def check_request(model, meta, source, shape, base_seed, exports, sampler, steps
     the sampler settings when it is called; the run it returns is never started.
     """
     from ..data.exports import check_export_classes
-    from ..engine.generate import generate, model_vocabulary
+    from ..engine.pipeline.generate import generate, model_vocabulary
 
     vocabulary = model_vocabulary(meta)
     for export in exports:
@@ -216,7 +216,7 @@ def _start(out: Path, recipe: dict) -> list[str]:
 
 def _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps, guidance,
          prompt, tissue, device, ctx, recipe):
-    from ..engine.distributed import barrier
+    from ..engine.training.distributed import barrier
 
     lock, repaired = None, []
     try:
@@ -242,8 +242,8 @@ def _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler,
 def _make_pairs(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps, guidance,
                 prompt, tissue, device, ctx, recipe):
     from ..data.folder import write_sample
-    from ..engine.distributed import barrier
-    from ..engine.generate import generate, run_to_end
+    from ..engine.training.distributed import barrier
+    from ..engine.pipeline.generate import generate, run_to_end
 
     pairs_dir = out / PAIRS_DIR
     done_before = plan.completed_pairs(pairs_dir)
@@ -298,7 +298,7 @@ def _write_pair(pair, pairs_dir: Path, write_sample) -> None:
 
 def _recipe(meta, source, shape, base_seed, batch, sampler, steps, guidance, prompt, tissue) -> dict:
     from .. import __version__
-    from ..engine.generate import _resolved_steps
+    from ..engine.pipeline.generate import _resolved_steps
 
     return {
         "model_id": meta.get("model_id", "unknown"),

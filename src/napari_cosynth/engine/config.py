@@ -340,7 +340,7 @@ class DataConfig(_Section):
     format's vocabulary. ``tissue`` None takes each sample's own tissue. ``repeat`` makes an epoch visit
     every sample that many times (each with a fresh random crop), for datasets with few large images.
     ``class_balance`` is the fraction of crops placed around a nucleus of a uniformly drawn class, so
-    that rare classes are seen (0 = uniform crops only; see :mod:`napari_cosynth.engine.data`).
+    that rare classes are seen (0 = uniform crops only; see :mod:`napari_cosynth.engine.training.data`).
     """
 
     _path: ClassVar[str] = "data"

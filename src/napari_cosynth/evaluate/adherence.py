@@ -122,9 +122,9 @@ def load_for_evaluation(model_path, data, format: str, magnification: float | No
     Returns ``(model, meta, vocabulary, magnification, dataset)``.
     """
     from ..data.registry import open_dataset
-    from ..engine.checkpoint import load_model, resolve_model
+    from ..engine.networks.checkpoint import load_model, resolve_model
     from ..engine.device import resolve_device
-    from ..engine.generate import model_vocabulary
+    from ..engine.pipeline.generate import model_vocabulary
 
     model, meta = load_model(resolve_model(model_path), device=resolve_device(str(device)))
     vocabulary = model_vocabulary(meta)
@@ -159,7 +159,7 @@ def generate_from_layout(model, meta, sample: Sample, index: int, *, seed: int, 
                          sampler: str = "fast", steps: int | None = None, guidance: float = 2.0,
                          device: str = "cpu") -> tuple[list[Sample], PointTable, str]:
     """Draw ``n`` pairs from a (size-fitted) sample's point table; return (pairs, points, prompt)."""
-    from ..engine.generate import generate, model_vocabulary, run_to_end
+    from ..engine.pipeline.generate import generate, model_vocabulary, run_to_end
     from ..prompts import prompt_for_points
 
     vocabulary = model_vocabulary(meta)
@@ -246,7 +246,7 @@ def adherence_report(
         The dataset and its reader's format (samples with masks or points-only).
     magnification : float, optional
         Resample the data to this magnification; default the model's. Also sets the pairing radius.
-    sampler, steps, guidance : see :func:`napari_cosynth.engine.generate.generate`.
+    sampler, steps, guidance : see :func:`napari_cosynth.engine.pipeline.generate.generate`.
     seed : int
         Run seed; sample ``i`` is generated with :func:`sample_seed` ``(seed, i)``.
     limit : int, optional

@@ -51,7 +51,7 @@ LAYOUT_MODEL = "layout-model.json"
 
 @dataclass
 class Synthesiser:
-    """The joint model of the synthetic arm, as ``cli_generate.load_for_generation`` returns it."""
+    """The joint model of the synthetic arm, as ``cli.generate.load_for_generation`` returns it."""
 
     model: object
     meta: dict

@@ -22,7 +22,7 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from ..engine.device import DEVICE_CHOICES
-from ..engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS, default_steps
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS, default_steps
 from ..errors import CosynthError
 from ..limits import check_seed
 from .models import DEFAULT_MODEL

@@ -106,9 +106,9 @@ class ModelCache:
 
 
 def _load(spec: str) -> LoadedModel:
-    from ..engine.checkpoint import load_model, resolve_model
+    from ..engine.networks.checkpoint import load_model, resolve_model
     from ..engine.device import resolve_device
-    from ..engine.generate import default_canvas, model_vocabulary
+    from ..engine.pipeline.generate import default_canvas, model_vocabulary
 
     model, meta = load_model(resolve_model(spec), device="cpu")
     config = meta.get("config") or {}

@@ -49,7 +49,7 @@ class PromptBox:
         """Show the token count; flag a prompt longer than the text encoder's context."""
         if self.context_length is None:
             return
-        from ..engine.text import count_tokens
+        from ..engine.networks.text import count_tokens
 
         n, limit = count_tokens(self.edit.value), self.context_length
         if n > limit:

@@ -46,9 +46,9 @@ def generated_pair_sample(steps: int | None = None) -> list[tuple]:
     steps : int, optional
         Fast sampler steps (default: the engine's).
     """
-    from ..engine.checkpoint import load_model, resolve_model
-    from ..engine.generate import generate as generate_pairs
-    from ..engine.generate import model_vocabulary, run_to_end
+    from ..engine.networks.checkpoint import load_model, resolve_model
+    from ..engine.pipeline.generate import generate as generate_pairs
+    from ..engine.pipeline.generate import model_vocabulary, run_to_end
     from ..errors import CosynthError
     from .layers import sample_to_layers
 

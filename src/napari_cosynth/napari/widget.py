@@ -127,7 +127,7 @@ class CoSynthWidget(QWidget):
         name = f"cosynth {number}"
 
         def make():
-            from ..engine.generate import generate
+            from ..engine.pipeline.generate import generate
 
             return generate(loaded.model, loaded.meta, points, shape, **kwargs)
 
@@ -214,7 +214,7 @@ class CoSynthWidget(QWidget):
         kwargs = dict(sampler_kwargs(self.controls), tissue=self.tissue.value)
 
         def make():
-            from ..engine.generate import resynthesize
+            from ..engine.pipeline.generate import resynthesize
 
             return resynthesize(loaded.model, loaded.meta, pair, target="image", **kwargs)
 

@@ -1,6 +1,6 @@
 """Run one of the core's progress generators in a napari thread worker, with a progress bar.
 
-The core's long jobs (:func:`~napari_cosynth.engine.generate.generate`, ``resynthesize``) are plain
+The core's long jobs (:func:`~napari_cosynth.engine.pipeline.generate.generate`, ``resynthesize``) are plain
 generators that yield after every sampler step. Here such a generator is created *inside* the worker
 thread (so importing torch and loading the model never block the viewer) and driven step by step;
 each yield is where :meth:`Task.cancel` can stop it, so a cancel lands within one step. The napari

@@ -1,7 +1,7 @@
 """Training loop of the segmenter: a generator that yields progress after every step.
 
 Written as a plain loop rather than on a trainer framework because it must share the project's
-checkpoint conventions (safetensors + JSON through :mod:`napari_cosynth.engine.state`, atomic
+checkpoint conventions (safetensors + JSON through :mod:`napari_cosynth.engine.training.state`, atomic
 folders through :mod:`napari_cosynth.atomic`) and resume bit-for-bit: the crop sampler's numpy
 generator, torch's RNG, the AdamW moments and the BatchNorm statistics all go into each checkpoint.
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_path, write_text
-from ..engine.state import (
+from ..engine.training.state import (
     load_training_state,
     resuming_from,
     rng_states,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import CosynthError
+from ...errors import CosynthError
 from .categorical import MultinomialDiffusion, sample_categorical
 from .repaint import jump_back, solver_state
 from .sampler_names import SAMPLERS, check_sampler, default_steps

@@ -6,8 +6,8 @@ generators with a progress bar and print. Definitions and outputs: docs/evaluati
 
 from __future__ import annotations
 
-from .data.registry import FORMATS
-from .engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS
+from ..data.registry import FORMATS
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS
 
 
 def _add_generation_args(p) -> None:
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
     _register_realism(subparsers)
 
-    from .cli_downstream import register as register_downstream
+    from .downstream import register as register_downstream
 
     register_downstream(subparsers)
 
@@ -70,9 +70,9 @@ def _generation_kwargs(args) -> dict:
 
 
 def cmd_adherence(args) -> int:
-    from .cli import drive_with_progress, print_result
-    from .cli_generate import resolve_checkpoint
-    from .evaluate.adherence import adherence_report
+    from .main import drive_with_progress, print_result
+    from .generate import resolve_checkpoint
+    from ..evaluate.adherence import adherence_report
 
     run = adherence_report(resolve_checkpoint(args.model), args.data, args.format, limit=args.limit,
                            out=args.out, **_generation_kwargs(args))
@@ -85,13 +85,13 @@ def cmd_adherence(args) -> int:
 
 
 def cmd_fid(args) -> int:
-    from .cli import print_result
-    from .evaluate.fid import fid_report
+    from .main import print_result
+    from ..evaluate.fid import fid_report
 
     report = fid_report(args.real, args.real_format, args.fake, args.fake_format, features=args.features,
                         magnification=args.mag)
     if args.out:
-        from .evaluate.report import write_report
+        from ..evaluate.report import write_report
 
         write_report(report, args.out, title=f"FID of {args.fake} against {args.real}")
     print_result(report, args.json)
@@ -99,9 +99,9 @@ def cmd_fid(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from .cli import drive_with_progress, print_result
-    from .cli_generate import resolve_checkpoint
-    from .evaluate.grid import grid_report
+    from .main import drive_with_progress, print_result
+    from .generate import resolve_checkpoint
+    from ..evaluate.grid import grid_report
 
     run = grid_report(resolve_checkpoint(args.model), args.data, args.format, args.out, n=args.n,
                       pairs_per_layout=args.pairs_per_layout, **_generation_kwargs(args))
@@ -136,9 +136,9 @@ def _register_realism(subparsers) -> None:
 
 
 def cmd_realism(args) -> int:
-    from .cli import print_result
-    from .evaluate.c2st import C2STSettings
-    from .evaluate.realism import realism_report
+    from .main import print_result
+    from ..evaluate.c2st import C2STSettings
+    from ..evaluate.realism import realism_report
 
     report = realism_report(args.real, args.real_format, args.fake, args.fake_format,
                             baseline=args.baseline, baseline_format=args.baseline_format,
@@ -146,7 +146,7 @@ def cmd_realism(args) -> int:
                             segmenter=args.segmenter, seed=args.seed,
                             settings=C2STSettings(folds=args.folds, epochs=args.epochs))
     if args.out:
-        from .evaluate.report import write_report
+        from ..evaluate.report import write_report
 
         write_report(report, args.out, title=f"Realism of {args.fake} against {args.real}")
     print_result(report, args.json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data.registry import FORMATS
+from ..data.registry import FORMATS
 
 SIZES_FILE = "layouts.json"
 
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
 
 def parse_mix_arg(text: str) -> dict[str, float]:
     """``"a=0.5,b=0.5"`` -> ``{"a": 0.5, "b": 0.5}``."""
-    from .errors import CosynthError
+    from ..errors import CosynthError
 
     mix = {}
     for item in text.split(","):
@@ -71,9 +71,9 @@ def parse_mix_arg(text: str) -> dict[str, float]:
 
 
 def cmd_fit(args) -> int:
-    from .cli import print_result
-    from .layouts.process import fit_strauss, save_model
-    from .layouts.real import layouts_from_dataset
+    from .main import print_result
+    from ..layouts.process import fit_strauss, save_model
+    from ..layouts.real import layouts_from_dataset
 
     layouts, vocabulary = layouts_from_dataset(args.data, args.format, magnification=args.mag)
     model = fit_strauss(layouts, vocabulary, magnification=args.mag, radius=args.radius,
@@ -92,10 +92,10 @@ def cmd_fit(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .atomic import write_text
-    from .cli import print_result
-    from .data.points_csv import write_points_csv
-    from .layouts.process import load_model, sample_layouts
+    from ..atomic import write_text
+    from .main import print_result
+    from ..data.points_csv import write_points_csv
+    from ..layouts.process import load_model, sample_layouts
 
     model = load_model(_layout_model_file(args.layout_model))
     mix = parse_mix_arg(args.mix) if args.mix else None
@@ -114,7 +114,7 @@ def cmd_sample(args) -> int:
 
 def _layout_model_file(value: str) -> Path:
     """The --layout-model file; a name that is no file gets told how to make one."""
-    from .errors import CosynthError
+    from ..errors import CosynthError
 
     path = Path(value).expanduser()
     if path.is_file():
@@ -128,13 +128,13 @@ def _layout_model_file(value: str) -> Path:
 
 
 def cmd_realism(args) -> int:
-    from .cli import print_result
-    from .data.points_csv import read_points_csv
-    from .errors import DatasetError
-    from .jsonio import read_json
-    from .layouts.real import Layout, layouts_from_dataset
-    from .layouts.realism import compare_layouts
-    from .limits import check_canvas
+    from .main import print_result
+    from ..data.points_csv import read_points_csv
+    from ..errors import DatasetError
+    from ..jsonio import read_json
+    from ..layouts.real import Layout, layouts_from_dataset
+    from ..layouts.realism import compare_layouts
+    from ..limits import check_canvas
 
     real, vocabulary = layouts_from_dataset(args.real, args.format, magnification=args.mag)
     folder = Path(args.generated)

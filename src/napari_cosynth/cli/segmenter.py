@@ -58,10 +58,10 @@ def register_alignment(evaluate_subparsers) -> None:
 
 
 def cmd_segmenter_train(args) -> int:
-    from .cli import drive_with_progress, print_result
-    from .errors import CosynthError
-    from .segmenter.config import SegmenterConfig
-    from .segmenter.train import train_segmenter
+    from .main import drive_with_progress, print_result
+    from ..errors import CosynthError
+    from ..segmenter.config import SegmenterConfig
+    from ..segmenter.train import train_segmenter
 
     if len(args.extra_format) > len(args.extra):
         raise CosynthError(f"{len(args.extra_format)} --extra-format given for {len(args.extra)} --extra")
@@ -80,8 +80,8 @@ def cmd_segmenter_train(args) -> int:
 
 
 def cmd_segmenter_predict(args) -> int:
-    from .cli import print_result
-    from .segmenter.predict import predict_dataset
+    from .main import print_result
+    from ..segmenter.predict import predict_dataset
 
     result = predict_dataset(args.model, args.data, args.format, args.out,
                              magnification=args.mag, device=args.device)
@@ -90,8 +90,8 @@ def cmd_segmenter_predict(args) -> int:
 
 
 def cmd_evaluate_alignment(args) -> int:
-    from .cli import print_result
-    from .evaluate.alignment import alignment_report
+    from .main import print_result
+    from ..evaluate.alignment import alignment_report
 
     report = alignment_report(
         args.segmenter, args.generated, args.real_test, args.real_format,

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import CosynthError
-from .config import ModelConfig, TextConfig
+from ...errors import CosynthError
+from ..config import ModelConfig, TextConfig
 from .text import TextEncoder
 
 __all__ = ["CoSynNet", "Conditions", "ModelOutput", "PointEncoder"]

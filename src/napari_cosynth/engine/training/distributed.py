@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 _CPU = torch.device("cpu")  # torch.device is immutable, so one shared default is safe
 
@@ -55,7 +55,7 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
         If CUDA is asked for but not available.
     """
     if device is None or str(device) == "auto":
-        from .device import resolve_device as pick
+        from ..device import resolve_device as pick
 
         device = pick("auto")
     device = torch.device(device)

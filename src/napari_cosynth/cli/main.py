@@ -12,18 +12,22 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, cli_bulk, cli_evaluate, cli_layouts, cli_segmenter
-from .cli_generate import add_sampler_args
-from .cli_help import complete_help
-from .errors import CosynthError
-from .limits import check_args
+from .. import __version__
+from . import bulk as cli_bulk
+from . import evaluate as cli_evaluate
+from . import layouts as cli_layouts
+from . import segmenter as cli_segmenter
+from .generate import add_sampler_args
+from .help import complete_help
+from ..errors import CosynthError
+from ..limits import check_args
 
 FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
 
 
 def print_result(result, as_json: bool) -> None:
     if as_json:
-        from .evaluate.report import json_default
+        from ..evaluate.report import json_default
 
         print(json.dumps(result, indent=2, default=json_default))
     else:
@@ -82,7 +86,7 @@ def cmd_info(args) -> int:
         except PackageNotFoundError:
             return None
 
-    from .engine.device import resolve_device
+    from ..engine.device import resolve_device
 
     info = {
         "napari_cosynth": __version__,
@@ -96,21 +100,21 @@ def cmd_info(args) -> int:
 
 
 def cmd_dataset_stats(args) -> int:
-    from .data.stats import dataset_stats
+    from ..data.stats import dataset_stats
 
     print_result(dataset_stats(args.path, args.format, magnification=args.mag), args.json)
     return 0
 
 
 def cmd_metrics(args) -> int:
-    from .metrics.compare import compare_folders
+    from ..metrics.compare import compare_folders
 
     print_result(compare_folders(args.true_dir, args.pred_dir), args.json)
     return 0
 
 
 def cmd_evaluate_separation(args) -> int:
-    from .evaluate.separation import separation_report
+    from ..evaluate.separation import separation_report
 
     print_result(separation_report(args.path, args.format, magnification=args.mag), args.json)
     return 0
@@ -119,8 +123,8 @@ def cmd_evaluate_separation(args) -> int:
 def cmd_train(args) -> int:
     import os
 
-    from .engine.config import CosynthConfig
-    from .engine.train import train
+    from ..engine.config import CosynthConfig
+    from ..engine.training.train import train
 
     config = CosynthConfig.from_yaml(args.config)
     if args.set:
@@ -149,7 +153,7 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_generate(args) -> int:
-    from .cli_generate import run_generate
+    from .generate import run_generate
 
     return run_generate(args, drive_with_progress)
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DatasetError
-from ..labels.distance import distance_map
-from ..labels.points import centroid_table, point_map
-from ..prompts import prompt_for_points
-from ..sample import Sample, Vocabulary
-from ..vocabularies import DATASETS
+from ...errors import ConfigError, DatasetError
+from ...labels.distance import distance_map
+from ...labels.points import centroid_table, point_map
+from ...prompts import prompt_for_points
+from ...sample import Sample, Vocabulary
+from ...vocabularies import DATASETS
 
 # Tag mixed into every crop seed so these streams never coincide with other uses of the run seed.
 _CROP_STREAM = 0xC0_5E_ED
@@ -384,7 +384,7 @@ def open_training_data(data_config, tokenize, *, seed: int = 0) -> CropDataset:
     DatasetError
         Unreadable data.
     """
-    from ..data.registry import open_dataset
+    from ...data.registry import open_dataset
 
     path = _data_path(data_config)
     dataset = open_dataset(path, data_config.format, magnification=data_config.magnification)
@@ -408,7 +408,7 @@ def open_training_data(data_config, tokenize, *, seed: int = 0) -> CropDataset:
 
 def peek_vocabulary(data_config) -> Vocabulary:
     """The vocabulary training on ``data_config`` will use, read from its first sample and checked."""
-    from ..data.registry import open_dataset
+    from ...data.registry import open_dataset
 
     path = _data_path(data_config)
     dataset = open_dataset(path, data_config.format, magnification=None)

@@ -28,9 +28,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_path, write_text
-from ..errors import CheckpointError
-from ..jsonio import JSONFileError, read_json
+from ...atomic import atomic_path, write_text
+from ...errors import CheckpointError
+from ...jsonio import JSONFileError, read_json
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -232,7 +232,7 @@ def resuming_from(folder: str | os.PathLike):
     step that is not a number, an optimizer state of other shapes, a broken RNG state); torch, numpy
     and python then raise their own errors from deep inside. Wrap the code that restores a run.
     """
-    from ..errors import CosynthError
+    from ...errors import CosynthError
 
     try:
         yield

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler
 
-from ..errors import ConfigError, CosynthError
+from ...errors import ConfigError, CosynthError
 
 
 def draw_normal(shape, generator: torch.Generator | None, device) -> torch.Tensor:

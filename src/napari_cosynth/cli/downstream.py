@@ -6,8 +6,8 @@ model, drives the core generator with a progress bar and prints the table.
 
 from __future__ import annotations
 
-from .data.registry import FORMATS
-from .engine.sampler_names import SAMPLERS
+from ..data.registry import FORMATS
+from ..engine.diffusion.sampler_names import SAMPLERS
 
 
 def register(evaluate_subparsers) -> None:
@@ -69,11 +69,11 @@ def register(evaluate_subparsers) -> None:
 
 def cmd_downstream(args) -> int:
     """Handler of ``cosynth evaluate downstream``."""
-    from .cli import drive_with_progress, print_result
-    from .engine.device import resolve_device
-    from .evaluate.downstream import Synthesiser, run_downstream
-    from .evaluate.downstream_plan import DownstreamPlan
-    from .segmenter.config import SegmenterConfig
+    from .main import drive_with_progress, print_result
+    from ..engine.device import resolve_device
+    from ..evaluate.downstream import Synthesiser, run_downstream
+    from ..evaluate.downstream_plan import DownstreamPlan
+    from ..segmenter.config import SegmenterConfig
 
     plan = DownstreamPlan(
         train=args.train, test=args.test, format=args.format, test_format=args.test_format,
@@ -87,7 +87,7 @@ def cmd_downstream(args) -> int:
     device = str(resolve_device(args.device))
     synthesiser = None
     if args.model is not None:
-        from .cli_generate import load_for_generation
+        from .generate import load_for_generation
 
         synthesiser = Synthesiser(*load_for_generation(args.model, args.size, device))
     run = run_downstream(plan, config, args.out, synthesiser=synthesiser, device=device)
@@ -108,8 +108,8 @@ def cmd_downstream_report(args) -> int:
     """Handler of ``cosynth evaluate downstream-report``."""
     from pathlib import Path
 
-    from .cli import print_result
-    from .evaluate.downstream_report import merged_report, write_downstream_report
+    from .main import print_result
+    from ..evaluate.downstream_report import merged_report, write_downstream_report
 
     report = merged_report(args.folders)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_path
-from ..errors import CheckpointError, ConfigError
-from ..jsonio import JSONFileError, read_json
-from .config import CosynthConfig
-from .finite import check_finite_weights
+from ...atomic import atomic_path
+from ...errors import CheckpointError, ConfigError
+from ...jsonio import JSONFileError, read_json
+from ..config import CosynthConfig
+from ..finite import check_finite_weights
 from .model import CoSynNet
-from .state import with_previous_checkpoint
+from ..training.state import with_previous_checkpoint
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_model", "resolve_model", "save_model"]
 
@@ -39,7 +39,7 @@ FORMAT = "napari-cosynth-model"
 FORMAT_VERSION = 1
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_BUNDLED = Path(__file__).resolve().parent.parent / "models"
+_BUNDLED = Path(__file__).resolve().parents[2] / "models"
 
 
 def _sha256(path: Path) -> str:
@@ -83,7 +83,7 @@ def save_model(
     """
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from ... import __version__
 
     path = Path(path)
     if weights_dtype not in _DTYPES:
@@ -158,7 +158,7 @@ def _refuse_pickle(path: Path) -> None:
         f"{path} is a PyTorch pickle file; napari-cosynth never unpickles (loading a pickle can run "
         "arbitrary code). A model is a folder with model.safetensors and config.json: convert the file "
         "in a trusted environment (torch.load it, build the CoSynNet and call "
-        "napari_cosynth.engine.checkpoint.save_model), or use a checkpoint folder written by cosynth train"
+        "napari_cosynth.engine.networks.checkpoint.save_model), or use a checkpoint folder written by cosynth train"
     )
 
 

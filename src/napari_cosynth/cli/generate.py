@@ -1,6 +1,6 @@
 """``cosynth generate``: load a model, gather the layouts and prompts, drive generation, write pairs.
 
-Kept apart from :mod:`napari_cosynth.cli` because it is the one subcommand with real assembly work
+Kept apart from :mod:`napari_cosynth.cli.main` because it is the one subcommand with real assembly work
 (model resolution, layouts, seeds per pair); the generation itself is the engine's generator.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS, SOLVERS, check_sampler
-from .errors import CosynthError
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS, SOLVERS, check_sampler
+from ..errors import CosynthError
 
 SAMPLER_FLAGS = {"sampler": "--sampler", "steps": "--steps", "eta": "--eta", "guidance": "--guidance"}
 
@@ -35,8 +35,8 @@ def check_sampler_args(args) -> None:
 
 def resolve_checkpoint(model: str) -> Path:
     """'default', a checkpoint folder, or a training run folder (its newest checkpoint)."""
-    from .engine.checkpoint import resolve_model
-    from .engine.train import latest_checkpoint
+    from ..engine.networks.checkpoint import resolve_model
+    from ..engine.training.train import latest_checkpoint
 
     path = Path(model).expanduser()
     if (path / "checkpoints").is_dir():
@@ -52,9 +52,9 @@ def load_for_generation(model_arg: str, size, device):
 
     The canvas is ``size`` (H, W) when given, else the model's training patch size.
     """
-    from .engine.checkpoint import load_model
-    from .engine.generate import default_canvas, model_vocabulary
-    from .limits import check_generation_memory
+    from ..engine.networks.checkpoint import load_model
+    from ..engine.pipeline.generate import default_canvas, model_vocabulary
+    from ..limits import check_generation_memory
 
     model, meta = load_model(resolve_checkpoint(model_arg), device=device)
     magnification = float(meta.get("magnification") or 40.0)
@@ -67,12 +67,12 @@ def load_for_generation(model_arg: str, size, device):
 
 
 def run_generate(args, drive) -> int:
-    from .data.folder import write_sample
-    from .data.points_csv import read_points_csv
-    from .engine.device import resolve_device
-    from .engine.generate import generate
-    from .engine.threads import use_generation_threads
-    from .layouts.hardcore import layout_like_training_data
+    from ..data.folder import write_sample
+    from ..data.points_csv import read_points_csv
+    from ..engine.device import resolve_device
+    from ..engine.pipeline.generate import generate
+    from ..engine.threads import use_generation_threads
+    from ..layouts.hardcore import layout_like_training_data
 
     check_sampler_args(args)
     device = resolve_device(args.device)

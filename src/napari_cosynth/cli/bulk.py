@@ -6,12 +6,12 @@ Under ``torchrun`` every process runs this same command; the ranks share the pai
 
 from __future__ import annotations
 
-from .engine.sampler_names import DEFAULT_SAMPLER, SAMPLERS
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS
 
 
 def register(subparsers) -> None:
     """Add this module's subcommands to ``subparsers`` (an argparse sub-parser action)."""
-    from .bulk.run import EXPORTS
+    from ..bulk.run import EXPORTS
 
     p = subparsers.add_parser(
         "generate-dataset",
@@ -48,12 +48,12 @@ def register(subparsers) -> None:
 
 def run_generate_dataset(args) -> int:
     """Handler of ``cosynth generate-dataset``."""
-    from .bulk.run import generate_dataset, parse_exports, read_recipe
-    from .bulk.sources import open_source
-    from .cli import drive_with_progress, print_result
-    from .cli_generate import load_for_generation
-    from .engine.distributed import broadcast_int, init_distributed, shutdown
-    from .errors import CosynthError
+    from ..bulk.run import generate_dataset, parse_exports, read_recipe
+    from ..bulk.sources import open_source
+    from .main import drive_with_progress, print_result
+    from .generate import load_for_generation
+    from ..engine.training.distributed import broadcast_int, init_distributed, shutdown
+    from ..errors import CosynthError
 
     exports = parse_exports(args.export)
     if args.n < 1:

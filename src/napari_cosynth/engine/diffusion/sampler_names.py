@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import CosynthError
+from ...errors import CosynthError
 
 SOLVERS = ("dpm++2m", "dpm++2m-sde", "unipc", "ddim")
 SAMPLERS = (*SOLVERS, "fast", "reference")

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import __version__
-from ..errors import CosynthError
-from ..limits import check_seed
-from ..labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
-from ..labels.points import point_map
-from ..prompts import prompt_for_points
-from ..sample import PointTable, Sample, Vocabulary
-from .sampler import SampleOutput, sample
-from .sampler_names import DEFAULT_SAMPLER, check_sampler, default_steps
+from ... import __version__
+from ...errors import CosynthError
+from ...limits import check_seed
+from ...labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
+from ...labels.points import point_map
+from ...prompts import prompt_for_points
+from ...sample import PointTable, Sample, Vocabulary
+from ..diffusion.sampler import SampleOutput, sample
+from ..diffusion.sampler_names import DEFAULT_SAMPLER, check_sampler, default_steps
 
 TARGETS = ("image", "labels")
 
@@ -81,7 +81,7 @@ def separation_params(meta_or_magnification) -> SeparationParams:
 
 
 def _config_of(meta: dict):
-    from .config import CosynthConfig
+    from ..config import CosynthConfig
 
     return CosynthConfig.from_dict(meta["config"])
 
@@ -97,7 +97,7 @@ def _new_seed() -> int:
 
 
 def _as_device(device) -> torch.device:
-    from .device import resolve_device
+    from ..device import resolve_device
 
     return resolve_device(str(device)) if not isinstance(device, torch.device) else device
 
@@ -210,8 +210,8 @@ def generate(
     tissue : str, optional
         Tissue for a built prompt; the model's first tissue when omitted.
     sampler : str
-        One of :data:`napari_cosynth.engine.sampler_names.SAMPLERS` (see
-        :func:`napari_cosynth.engine.sampler.sample`); the default is ``DEFAULT_SAMPLER``.
+        One of :data:`napari_cosynth.engine.diffusion.sampler_names.SAMPLERS` (see
+        :func:`napari_cosynth.engine.diffusion.sampler.sample`); the default is ``DEFAULT_SAMPLER``.
     steps : int, optional
         Sampler steps (default 20; 50 for ``"fast"``); the reference sampler always takes all T.
     guidance : float
@@ -473,7 +473,7 @@ def resynthesize(
         its points.
     resample : int
         RePaint's resampling jumps: take every sampler step but the last this many times (1 = no
-        jumps; each one more costs a model call per step). See :mod:`napari_cosynth.engine.repaint`.
+        jumps; each one more costs a model call per step). See :mod:`napari_cosynth.engine.diffusion.repaint`.
 
     Returns
     -------

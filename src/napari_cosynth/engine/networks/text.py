@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError, CosynthError
-from ..jsonio import read_json
-from .config import TextConfig
+from ...errors import ConfigError, CosynthError
+from ...jsonio import read_json
+from ..config import TextConfig
 
 __all__ = ["PromptTooLongError", "TextEncoder", "count_tokens", "tokenize"]
 

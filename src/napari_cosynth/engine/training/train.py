@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
-from ..atomic import atomic_path, write_text
-from ..errors import CheckpointError, ConfigError, CosynthError
+from ... import __version__
+from ...atomic import atomic_path, write_text
+from ...errors import CheckpointError, ConfigError, CosynthError
 from .data import (
     CropDataset,
     StepBatchSampler,
@@ -54,7 +54,7 @@ from .distributed import (
     shutdown,
     wrap_model,
 )
-from .finite import check_finite_loss
+from ..finite import check_finite_loss
 from .state import (
     load_training_state,
     resuming_from,
@@ -63,7 +63,7 @@ from .state import (
     set_rng_states,
     step_folders,
 )
-from .text import tokenize as text_tokenize
+from ..networks.text import tokenize as text_tokenize
 
 CHECKPOINTS = "checkpoints"
 LAST = "last.json"
@@ -194,8 +194,8 @@ class Trainer:
     # ---- setup
 
     def _setup(self, resume: bool, init_from) -> None:
-        from .joint import JointDiffusion
-        from .model import CoSynNet
+        from ..diffusion.joint import JointDiffusion
+        from ..networks.model import CoSynNet
 
         config, tc, ctx = self.config, self.config.train, self.ctx
         self.notes: list[str] = []
@@ -260,7 +260,7 @@ class Trainer:
 
     def _init_weights(self, model, source) -> None:
         """Start from the weights of a saved model (fine-tuning): same architecture, fresh optimiser."""
-        from .checkpoint import load_model, resolve_model
+        from ..networks.checkpoint import load_model, resolve_model
 
         donor, _ = load_model(resolve_model(source))
         theirs, ours = donor.state_dict(), model.state_dict()
@@ -397,7 +397,7 @@ class Trainer:
         """Write the checkpoint of the current step (main process), then wait for it on every rank."""
         final = self.out / CHECKPOINTS / checkpoint_name(self.step)
         if self.ctx.is_main and not final.exists():
-            from .checkpoint import save_model
+            from ..networks.checkpoint import save_model
 
             state = {
                 "step": self.step,
@@ -457,8 +457,8 @@ class Trainer:
         }
 
     def _sample_grid(self) -> Path:
-        from .generate import encode, to_images
-        from .sampler import drain, sample
+        from ..pipeline.generate import encode, to_images
+        from ..diffusion.sampler import drain, sample
 
         n = min(GRID_ROWS, len(self.dataset))
         crops = [self.dataset.crop(i, np.random.default_rng([self.config.train.seed, _GRID_STREAM, i]))

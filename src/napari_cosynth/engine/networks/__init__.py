@@ -1,0 +1,1 @@
+"""The networks: CoSynNet (diffusers UNet + point encoder + heads), the text tower, weights on disk."""
