@@ -15,6 +15,8 @@ from ..sample import Sample
 from .base import LazyDataset, check_magnification
 
 FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
+# Formats whose readers give instance masks; the joint model needs masks (EndoNuke has points only).
+TRAINABLE_FORMATS = ("consep", "pannuke", "lizard", "folder")
 
 
 class UnknownFormatError(CosynthError, ValueError):
