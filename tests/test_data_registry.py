@@ -13,8 +13,11 @@ from data_fixtures import (
 )
 from napari_cosynth.data import (
     FORMATS,
+    REGISTRY,
+    TRAINABLE_FORMATS,
     UnknownFormatError,
     count_samples,
+    dataset_format,
     open_dataset,
     read_dataset,
     write_sample,
@@ -24,6 +27,21 @@ from napari_cosynth.errors import CosynthError, DatasetError
 
 def test_formats():
     assert FORMATS == ("consep", "pannuke", "lizard", "endonuke", "folder")
+    assert TRAINABLE_FORMATS == ("consep", "pannuke", "lizard", "folder")  # EndoNuke: points only
+    for name, entry in REGISTRY.items():
+        assert entry.name == name == entry.reader.format
+        assert dataset_format(name) is entry
+    assert dataset_format("endonuke").staining == "IHC" and not dataset_format("endonuke").has_masks
+    assert dataset_format("lizard").magnification == 20.0
+    with pytest.raises(UnknownFormatError, match="unknown dataset format 'monuseg'"):
+        dataset_format("monuseg")
+
+
+def test_cli_choices_are_the_registry():
+    import importlib
+
+    for module in ("napari_cosynth.cli.main", "napari_cosynth.cli.segmenter"):
+        assert importlib.import_module(module).FORMATS is FORMATS
 
 
 def test_unknown_format_lists_the_known_ones(tmp_path):
@@ -57,6 +75,13 @@ def test_every_format_counts_and_opens(tmp_path):
         ds = open_dataset(tmp_path / fmt, fmt)
         assert len(ds) == n == len(ds.names) == len(set(ds.names))
         assert ds[n - 1].name == ds.names[n - 1]
+        # What the registry entry says of a format holds for the samples its reader returns.
+        entry, sample = dataset_format(fmt), ds[0]
+        assert sample.has_masks == entry.has_masks
+        if entry.vocabulary is not None:
+            assert sample.vocabulary == entry.vocabulary and sample.tissue in entry.tissues
+        if fmt != "endonuke":  # EndoNuke's is a fallback: most samples take it from their width
+            assert sample.magnification == entry.magnification or entry.magnification is None
 
 
 def test_reading_is_lazy(tmp_path):

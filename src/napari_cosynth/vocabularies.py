@@ -1,4 +1,7 @@
-"""Class vocabularies and tissue names of the datasets the readers know.
+"""Class vocabularies and tissue names of the datasets the readers know, and the class colours.
+
+Each format's stain, magnification and masks-or-points live in its registry entry, beside its reader
+(:data:`napari_cosynth.data.registry.REGISTRY`).
 
 Ids follow each dataset's own numbering where it has one, shifted so that 0 is background: PanNuke's
 mask channels 0..4 become classes 1..5, EndoNuke's keypoint classes 0..2 become 1..3.
@@ -27,13 +30,6 @@ PANNUKE_TISSUES = (
     "HeadNeck", "Kidney", "Liver", "Lung", "Ovarian", "Pancreatic", "Prostate", "Skin",
     "Stomach", "Testis", "Thyroid", "Uterus",
 )
-
-DATASETS = {
-    "consep": {"vocabulary": CONSEP, "tissues": ("colon",), "magnification": 40.0, "staining": "H&E"},
-    "pannuke": {"vocabulary": PANNUKE, "tissues": PANNUKE_TISSUES, "magnification": 40.0, "staining": "H&E"},
-    "lizard": {"vocabulary": LIZARD, "tissues": ("colon",), "magnification": 20.0, "staining": "H&E"},
-    "endonuke": {"vocabulary": ENDONUKE, "tissues": ("endometrium",), "magnification": 40.0, "staining": "IHC"},
-}
 
 
 def tissue_display_name(tissue: str) -> str:

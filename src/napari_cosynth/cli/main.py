@@ -22,7 +22,7 @@ from .help import complete_help
 from ..errors import CosynthError
 from ..limits import check_args
 
-FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
+from ..data.registry import FORMATS
 
 
 def print_result(result, as_json: bool) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
+from ..data.registry import FORMATS
 
 
 def register(subparsers) -> None:

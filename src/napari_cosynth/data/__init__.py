@@ -5,10 +5,14 @@ layouts each one expects and what it does with their quirks.
 """
 
 from .folder import count_pairs, read_sample, write_sample
+from .base import DatasetFormat
 from .registry import (
     FORMATS,
+    REGISTRY,
+    TRAINABLE_FORMATS,
     UnknownFormatError,
     count_samples,
+    dataset_format,
     open_dataset,
     read_dataset,
 )
@@ -16,9 +20,13 @@ from .stats import dataset_stats
 
 __all__ = [
     "FORMATS",
+    "REGISTRY",
+    "TRAINABLE_FORMATS",
+    "DatasetFormat",
     "UnknownFormatError",
     "count_pairs",
     "count_samples",
+    "dataset_format",
     "dataset_stats",
     "open_dataset",
     "read_dataset",

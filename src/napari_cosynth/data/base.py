@@ -10,14 +10,53 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DatasetError
-from ..sample import Sample
+from ..sample import Sample, Vocabulary
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset format: its reader and what its files do not say (classes, staining, masks).
+
+    Each reader module declares its entry beside its reader (``DATASET_FORMAT = DatasetFormat(...)``)
+    and :mod:`.registry` lists them, so the CLI's choices, the formats training accepts and the stain
+    written into training prompts all come from one place.
+
+    Attributes
+    ----------
+    name : str
+        What users pass as ``--format``.
+    reader : type
+        The :class:`LazyDataset` subclass, called as ``reader(path, magnification=...)``.
+    vocabulary : Vocabulary or None
+        The classes its samples carry; None when each sample brings its own (the folder format).
+    has_masks : bool
+        True when its samples carry instance masks, which the joint model and the segmenter train
+        on; False for points-only formats (EndoNuke), good for layouts and detection scores only.
+    staining : str or None
+        "H&E", "IHC"...; None when the format does not fix it.
+    magnification : float or None
+        The magnification the reader gives samples whose files do not record one: every sample of
+        CoNSeP, PanNuke and Lizard; EndoNuke's when the image width does not tell. None when each
+        sample records its own (the folder format).
+    tissues : tuple of str
+        The tissue names its samples carry; empty when each sample records its own.
+    """
+
+    name: str
+    reader: type[LazyDataset]
+    vocabulary: Vocabulary | None
+    has_masks: bool
+    staining: str | None = None
+    magnification: float | None = None
+    tissues: tuple[str, ...] = ()
 
 
 class LazyDataset(Sequence):

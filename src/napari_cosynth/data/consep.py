@@ -26,6 +26,7 @@ from ..errors import DatasetError
 from ..vocabularies import CONSEP, CONSEP_MERGE, CONSEP_ORIGINAL
 from .base import (
     IMAGE_SUFFIXES,
+    DatasetFormat,
     LazyDataset,
     check_class_range,
     check_same_size,
@@ -82,6 +83,12 @@ class ConsepDataset(LazyDataset):
     def _read(self, i: int):
         name, image_path, label_path = self._pairs[i]
         return read_consep_pair(image_path, label_path, scheme=self.scheme, name=name)
+
+
+DATASET_FORMAT = DatasetFormat(
+    "consep", ConsepDataset, CONSEP, has_masks=True, staining="H&E", magnification=MAGNIFICATION,
+    tissues=(TISSUE,),
+)
 
 
 def read_consep_pair(image_path, label_path, *, scheme: str = "merged", name: str | None = None):

@@ -34,6 +34,7 @@ from ..sample import PointTable
 from ..vocabularies import ENDONUKE
 from .base import (
     IMAGE_SUFFIXES,
+    DatasetFormat,
     LazyDataset,
     child_dir,
     make_sample,
@@ -78,6 +79,13 @@ class EndonukeDataset(LazyDataset):
         label_path = self._files[i]
         image_path = _find_image(label_path, self._image_dirs)
         return read_keypoint_sample(label_path, image_path, name=self.names[i])
+
+
+# Keypoints only: no masks to train the joint model on; the magnification is the fallback (see above).
+DATASET_FORMAT = DatasetFormat(
+    "endonuke", EndonukeDataset, ENDONUKE, has_masks=False, staining="IHC",
+    magnification=DEFAULT_MAGNIFICATION, tissues=(TISSUE,),
+)
 
 
 def read_keypoints(path) -> PointTable:

@@ -31,6 +31,7 @@ from ..errors import DatasetError
 from ..jsonio import read_json
 from ..sample import Sample, Vocabulary
 from .base import (
+    DatasetFormat,
     LazyDataset,
     label_matrix,
     make_sample,
@@ -298,6 +299,11 @@ class FolderDataset(LazyDataset):
 
     def _read(self, i: int) -> Sample:
         return read_sample(self._pairs[i])
+
+
+# Classes, tissue and magnification are per pair (meta.json); no stain is recorded (training prompts
+# say H&E). A pair may be points-only: training refuses such a pair by name when it reaches it.
+DATASET_FORMAT = DatasetFormat("folder", FolderDataset, None, has_masks=True)
 
 
 def _read_meta(folder: Path) -> dict:

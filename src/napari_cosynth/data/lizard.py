@@ -27,6 +27,7 @@ from ..errors import DatasetError
 from ..vocabularies import LIZARD
 from .base import (
     IMAGE_SUFFIXES,
+    DatasetFormat,
     LazyDataset,
     check_class_range,
     check_same_size,
@@ -77,6 +78,12 @@ class LizardDataset(LazyDataset):
     def _read(self, i: int):
         name, image_path, label_path = self._pairs[i]
         return read_lizard_pair(image_path, label_path, name=name)
+
+
+DATASET_FORMAT = DatasetFormat(
+    "lizard", LizardDataset, LIZARD, has_masks=True, staining="H&E", magnification=MAGNIFICATION,
+    tissues=(TISSUE,),
+)
 
 
 def read_lizard_pair(image_path, label_path, *, name: str | None = None):

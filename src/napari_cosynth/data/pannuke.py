@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from ..vocabularies import PANNUKE
+from ..vocabularies import PANNUKE, PANNUKE_TISSUES
 from .base import (
+    DatasetFormat,
     LazyDataset,
     integer_array,
     make_sample,
@@ -82,6 +83,12 @@ class PannukeDataset(LazyDataset):
             name=self.names[i],
             provenance={"source": str(images_path.parent), "index": i},
         )
+
+
+DATASET_FORMAT = DatasetFormat(
+    "pannuke", PannukeDataset, PANNUKE, has_masks=True, staining="H&E", magnification=MAGNIFICATION,
+    tissues=PANNUKE_TISSUES,
+)
 
 
 def merge_channels(masks: np.ndarray, path, index: int = 0) -> tuple[np.ndarray, np.ndarray]:

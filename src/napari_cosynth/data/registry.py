@@ -1,43 +1,51 @@
-"""One entry point for every dataset format: format name -> reader.
+"""One entry point for every dataset format: format name -> its entry (reader, classes, stain, masks).
 
 The CLI, the napari widget and training name a format and a path; this module opens the right reader
 and hands back :class:`~napari_cosynth.sample.Sample` objects, resampled to a requested magnification
 when the dataset's differs.
+
+Each format's :class:`~.base.DatasetFormat` is declared in its reader's module, beside the reader; the
+tuple below lists them, and every other list of formats (:data:`FORMATS` for the CLI's choices,
+:data:`TRAINABLE_FORMATS` for training configs) is derived from it. Adding a format is one new reader
+module plus one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import CosynthError, DatasetError
 from ..sample import Sample
-from .base import LazyDataset, check_magnification
+from . import consep, endonuke, folder, lizard, pannuke
+from .base import DatasetFormat, LazyDataset, check_magnification
 
-FORMATS = ("consep", "pannuke", "lizard", "endonuke", "folder")
+# The readers import their file libraries (scipy.io, tifffile, imageio) only when they read a file,
+# so listing every format here costs no more than numpy.
+REGISTRY: Mapping[str, DatasetFormat] = MappingProxyType({
+    entry.name: entry
+    for entry in (consep.DATASET_FORMAT, pannuke.DATASET_FORMAT, lizard.DATASET_FORMAT,
+                  endonuke.DATASET_FORMAT, folder.DATASET_FORMAT)
+})
+
+FORMATS = tuple(REGISTRY)
 # Formats whose readers give instance masks; the joint model needs masks (EndoNuke has points only).
-TRAINABLE_FORMATS = ("consep", "pannuke", "lizard", "folder")
+TRAINABLE_FORMATS = tuple(name for name, entry in REGISTRY.items() if entry.has_masks)
 
 
 class UnknownFormatError(CosynthError, ValueError):
     """A dataset format name this package does not know."""
 
 
-def _reader(format: str):
-    # Imported on demand: each reader pulls in its own file libraries.
-    if format == "consep":
-        from .consep import ConsepDataset as reader
-    elif format == "pannuke":
-        from .pannuke import PannukeDataset as reader
-    elif format == "lizard":
-        from .lizard import LizardDataset as reader
-    elif format == "endonuke":
-        from .endonuke import EndonukeDataset as reader
-    elif format == "folder":
-        from .folder import FolderDataset as reader
-    else:
-        raise UnknownFormatError(f"unknown dataset format {format!r}; known formats: {', '.join(FORMATS)}")
-    return reader
+def dataset_format(format: str) -> DatasetFormat:
+    """The registry entry of ``format``; an unknown name is an :class:`UnknownFormatError`."""
+    try:
+        return REGISTRY[format]
+    except (KeyError, TypeError):
+        raise UnknownFormatError(
+            f"unknown dataset format {format!r}; known formats: {', '.join(FORMATS)}"
+        ) from None
 
 
 def open_dataset(path: str | Path, format: str, *, magnification: float | None = None) -> LazyDataset:
@@ -65,7 +73,7 @@ def open_dataset(path: str | Path, format: str, *, magnification: float | None =
     DatasetError
         The folder does not hold a dataset of that format, or a file in it is broken.
     """
-    reader = _reader(format)
+    reader = dataset_format(format).reader
     check_magnification(magnification)
     if not Path(path).exists():
         raise DatasetError(path, "no such file or folder")

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...data.registry import REGISTRY
 from ...errors import ConfigError, DatasetError
 from ...labels.distance import distance_map
 from ...labels.points import centroid_table, point_map
 from ...prompts import prompt_for_points
 from ...sample import Sample, Vocabulary
-from ...vocabularies import DATASETS
 
 # Tag mixed into every crop seed so these streams never coincide with other uses of the run seed.
 _CROP_STREAM = 0xC0_5E_ED
@@ -360,8 +360,9 @@ def _instance_centres(instances: np.ndarray, n: int) -> np.ndarray:
 
 
 def staining_of(format: str) -> str:
-    """The staining method of a known dataset format (H&E when unknown)."""
-    return DATASETS.get(format, {}).get("staining", "H&E")
+    """The staining method of a known dataset format (H&E when unknown or not fixed by the format)."""
+    entry = REGISTRY.get(format)
+    return (entry.staining if entry is not None else None) or "H&E"
 
 
 def open_training_data(data_config, tokenize, *, seed: int = 0) -> CropDataset:
