@@ -350,7 +350,7 @@ def adherence_report(
         "notes": notes,
     }
     if out is not None:
-        from .grid import compose_grid, write_png
+        from .grid_image import compose_grid, write_png
         from .report import write_report
 
         grid = compose_grid(shown, vocabulary)
