@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .labels.points import PointTable, centroid_table
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -64,54 +66,6 @@ class Vocabulary:
                 f"{where}: class id {int(bad[0])} is outside 1..{self.n_classes - 1} "
                 f"({', '.join(self.nucleus_classes)})"
             )
-
-
-@dataclass
-class PointTable:
-    """Nucleus centroids: ``xy`` (N, 2) float in pixels (x = column, y = row) and ``classes`` (N,)."""
-
-    xy: np.ndarray
-    classes: np.ndarray
-
-    def __post_init__(self):
-        self.xy = np.asarray(self.xy, dtype=np.float64).reshape(-1, 2)
-        self.classes = np.asarray(self.classes, dtype=np.int64).reshape(-1)
-        if len(self.xy) != len(self.classes):
-            raise ValueError(
-                f"point table has {len(self.xy)} coordinates but {len(self.classes)} classes"
-            )
-
-    def __len__(self) -> int:
-        return len(self.classes)
-
-    @classmethod
-    def empty(cls) -> PointTable:
-        return cls(np.zeros((0, 2)), np.zeros(0, dtype=np.int64))
-
-    def outside(self, shape: tuple[int, int]) -> np.ndarray:
-        """Boolean mask of points that fall outside an (H, W) canvas."""
-        h, w = shape
-        x, y = self.xy[:, 0], self.xy[:, 1]
-        return (x < 0) | (y < 0) | (np.round(x) > w - 1) | (np.round(y) > h - 1)
-
-    def require_on_canvas(self, shape: tuple[int, int], where: str = "points") -> None:
-        """Raise a CosynthError naming how many points lie off an (H, W) canvas, and the first."""
-        out = self.outside(shape)
-        if out.any():
-            from .errors import CosynthError
-
-            x, y = self.xy[np.flatnonzero(out)[0]]
-            raise CosynthError(
-                f"{where}: {int(out.sum())} of {len(self)} point(s) lie outside the {shape[0]}x{shape[1]} "
-                f"canvas (first at x={x:.1f}, y={y:.1f}); move them onto the canvas or enlarge it"
-            )
-
-    def counts(self, vocabulary: Vocabulary) -> dict[str, int]:
-        return {
-            name: int((self.classes == i).sum())
-            for i, name in enumerate(vocabulary.names)
-            if i > 0
-        }
 
 
 @dataclass
@@ -184,8 +138,6 @@ class Sample:
         """The stored points, or the centroids of the instances (toolkit's definition)."""
         if self.points is not None:
             return self.points
-        from .labels.points import centroid_table
-
         return centroid_table(self.instances, self.classes)
 
     def semantic_map(self) -> np.ndarray:

@@ -3,14 +3,69 @@
 CoSyn's point map is a single channel with one pixel per nucleus at its centroid holding the class id
 (no blobs, no radius). The centroid of a C-shaped nucleus can fall outside it; we move such a point to
 the nearest pixel of its own nucleus so that the point always lies on the nucleus it stands for.
+
+:class:`PointTable` lives here, beside the functions that make and draw it, and
+:mod:`napari_cosynth.sample` imports it from here (``from napari_cosynth.sample import PointTable``
+works as before): the sample types depend on the toolkit, not the other way round.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy import ndimage as ndi
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..sample import PointTable
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..sample import Vocabulary
+
+
+@dataclass
+class PointTable:
+    """Nucleus centroids: ``xy`` (N, 2) float in pixels (x = column, y = row) and ``classes`` (N,)."""
+
+    xy: np.ndarray
+    classes: np.ndarray
+
+    def __post_init__(self):
+        self.xy = np.asarray(self.xy, dtype=np.float64).reshape(-1, 2)
+        self.classes = np.asarray(self.classes, dtype=np.int64).reshape(-1)
+        if len(self.xy) != len(self.classes):
+            raise ValueError(
+                f"point table has {len(self.xy)} coordinates but {len(self.classes)} classes"
+            )
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def empty(cls) -> PointTable:
+        return cls(np.zeros((0, 2)), np.zeros(0, dtype=np.int64))
+
+    def outside(self, shape: tuple[int, int]) -> np.ndarray:
+        """Boolean mask of points that fall outside an (H, W) canvas."""
+        h, w = shape
+        x, y = self.xy[:, 0], self.xy[:, 1]
+        return (x < 0) | (y < 0) | (np.round(x) > w - 1) | (np.round(y) > h - 1)
+
+    def require_on_canvas(self, shape: tuple[int, int], where: str = "points") -> None:
+        """Raise a CosynthError naming how many points lie off an (H, W) canvas, and the first."""
+        out = self.outside(shape)
+        if out.any():
+            from ..errors import CosynthError
+
+            x, y = self.xy[np.flatnonzero(out)[0]]
+            raise CosynthError(
+                f"{where}: {int(out.sum())} of {len(self)} point(s) lie outside the {shape[0]}x{shape[1]} "
+                f"canvas (first at x={x:.1f}, y={y:.1f}); move them onto the canvas or enlarge it"
+            )
+
+    def counts(self, vocabulary: Vocabulary) -> dict[str, int]:
+        return {
+            name: int((self.classes == i).sum())
+            for i, name in enumerate(vocabulary.names)
+            if i > 0
+        }
 
 
 def centroid_table(instances: np.ndarray, classes: np.ndarray) -> PointTable:
@@ -18,6 +73,8 @@ def centroid_table(instances: np.ndarray, classes: np.ndarray) -> PointTable:
 
     Ids with no pixels (possible after cropping or resampling) get no point.
     """
+    from scipy import ndimage as ndi  # here, not at the top: `import napari_cosynth` stays light
+
     n = len(classes)
     if n == 0:
         return PointTable.empty()
