@@ -60,6 +60,18 @@ def test_hovernet_patch_round_trip(tmp_path):
         assert_same_pair(pair, read)
 
 
+def test_hovernet_patch_classes_come_from_the_instances_and_overwriting_is_optional(tmp_path):
+    pair = make_pair(7)
+    painted = pair.semantic_map().copy()
+    painted[pair.instances == 1] = 0  # a semantic map that disagrees with instance 1's class
+    pair = pair.with_(semantic=painted)
+    path = exports.write_hovernet_patch(pair, tmp_path, "p")
+    np.testing.assert_array_equal(np.load(path)[..., 4], pair.with_(semantic=None).semantic_map())
+    exports.write_hovernet_patch(pair, tmp_path, "p")  # bulk runs rewrite a patch they redo
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        exports.write_hovernet_patch(pair, tmp_path, "p", overwrite=False)
+
+
 def test_hovernet_reader_refuses_wrong_shape(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((4, 4, 4), dtype=np.int32))
     with pytest.raises(DatasetError, match=r"bad\.npy.*\(H, W, 5\)"):

@@ -16,11 +16,7 @@ from napari_cosynth.data.folder import count_pairs, read_sample, write_sample
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.napari import sample_data
 from napari_cosynth.napari.export import export_pair
-from napari_cosynth.napari.layers import (
-    sample_from_maps,
-    sample_to_layers,
-    vote_classes,
-)
+from napari_cosynth.napari.layers import sample_to_layers
 from napari_cosynth.napari.points import points_from_layer, points_layer_data
 from napari_cosynth.napari.reader import get_reader
 from napari_cosynth.napari.worker import describe_error
@@ -94,22 +90,6 @@ def test_points_layer_round_trip_and_errors():
     odd = Points(data, features={"class": ["epithelial", "mitotic"]})
     with pytest.raises(CosynthError, match="mitotic"):
         points_from_layer(odd, CONSEP)
-
-
-def test_sample_from_edited_maps_renumbers_and_votes_classes():
-    pair = make_pair()
-    instances = pair.instances.copy()
-    instances[instances == 2] = 7  # painting leaves gaps in the ids
-    instances[20:23, 20:23] = 9  # drawn where the semantic map is background
-    semantic = pair.semantic_map()
-    with pytest.raises(CosynthError, match="instance 3"):
-        sample_from_maps(pair.image, semantic, None, instances, CONSEP)
-    out = sample_from_maps(pair.image, semantic, None, instances, CONSEP, instance_classes={9: 1})
-    assert out.instances.max() == 3
-    assert list(out.classes) == [3, 4, 1]
-    with pytest.raises(CosynthError, match="must match pixel for pixel"):
-        sample_from_maps(pair.image, semantic[:10], None, instances, CONSEP)
-    assert list(vote_classes(np.array([[1, 1, 2]]), np.array([[2, 3, 3]]))) == [2, 3]
 
 
 def test_writer_writes_a_pair_that_reads_back_and_never_overwrites(tmp_path):

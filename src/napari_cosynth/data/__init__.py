@@ -4,8 +4,8 @@ Every reader returns :class:`~napari_cosynth.sample.Sample` objects; see docs/fo
 layouts each one expects and what it does with their quirks.
 """
 
-from .folder import count_pairs, read_sample, write_sample
 from .base import DatasetFormat
+from .folder import count_pairs, read_sample, write_sample
 from .registry import (
     FORMATS,
     REGISTRY,

@@ -214,7 +214,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         # The header first: a small file can declare a canvas of billions of pixels.
         shape = _declared_shape(path, tiff)
-    except Exception as err:  # every decoder has its own exceptions; all mean "unreadable"
+    except Exception as err:  # noqa: BLE001 - every decoder has its own exceptions; all mean unreadable
         raise DatasetError(
             path, f"cannot read the image ({type(err).__name__}: {err}); it may be truncated or corrupt"
         ) from None

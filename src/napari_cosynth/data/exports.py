@@ -76,15 +76,18 @@ def hovernet_array(sample: Sample) -> np.ndarray:
          _type_map(sample)[:, :, None]], axis=2)
 
 
-def write_hovernet_patch(sample: Sample, folder: str | Path, name: str | None = None) -> Path:
+def write_hovernet_patch(sample: Sample, folder: str | Path, name: str | None = None, *,
+                         overwrite: bool = True) -> Path:
     """Write one HoVer-Net training patch ``folder/<name>.npy`` (atomically) and return its path.
 
-    The name is made safe as the folder format's pair names are (:func:`~.folder.safe_name`): a
-    sample named ``../x`` is written inside ``folder``, never beside it.
+    The one HoVer-Net writer: bulk generation and the napari widget's export both call it. The name
+    is made safe as the folder format's pair names are (:func:`~.folder.safe_name`): a sample named
+    ``../x`` is written inside ``folder``, never beside it. With ``overwrite=False`` an existing
+    patch is a :class:`FileExistsError` instead of being replaced (the widget never overwrites).
     """
     array = hovernet_array(sample)
     path = Path(folder) / f"{_file_name(name or sample.name)}.npy"
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         np.save(tmp, array, allow_pickle=False)
     return path
 

@@ -47,7 +47,7 @@ def dataset_stats(path: str | Path, format: str, magnification: float | None = N
         if names not in vocabularies:
             # A folder of pairs may mix vocabularies: classes are counted by name, all listed.
             vocabularies[names] = None
-            per_class.update({name: 0 for name in names[1:]})
+            per_class.update(dict.fromkeys(names[1:], 0))
         ids = np.asarray(sample.classes if sample.has_masks else sample.points.classes, dtype=np.int64)
         values, counts = np.unique(ids, return_counts=True)
         for class_id, count in zip(values.tolist(), counts.tolist(), strict=True):

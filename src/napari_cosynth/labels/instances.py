@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CosynthError
 from .distance import object_edts
 
 FOREGROUND_RULES = ("semantic", "semantic_and_distance", "semantic_or_distance")
@@ -171,7 +171,7 @@ def instances_from_maps(
         (H, W) int32, nuclei numbered 1..N.
     classes : np.ndarray
         (N,) int64, the class of instance ``i + 1``: the most frequent non-zero class of ``semantic``
-        over its pixels (ties go to the lower class id).
+        over its pixels (ties go to the lower class id; :func:`vote_classes`).
 
     Raises
     ------
@@ -226,9 +226,9 @@ def one_class_per_nucleus(
 
     A generated semantic map often gives one nucleus pixels of two classes (a rim of another class,
     a split down the middle), which no annotator would draw and which a segmenter trained on the pair
-    would learn. :func:`instances_from_maps` already votes each nucleus's class; this paints the vote
-    back so that the semantic map, the instances and their classes agree. Foreground pixels that no
-    instance kept (fragments below ``min_area``) become background.
+    would learn. :func:`instances_from_maps` already votes each nucleus's class (:func:`vote_classes`);
+    this paints the vote back so that the semantic map, the instances and their classes agree.
+    Foreground pixels that no instance kept (fragments below ``min_area``) become background.
 
     Returns
     -------
@@ -281,12 +281,47 @@ def _finish(labels: np.ndarray, sem: np.ndarray, min_area: int) -> tuple[np.ndar
     """Drop regions below ``min_area``, renumber 1..N, and vote each region's class."""
     labels = _remove_small(labels, min_area)
     labels = relabel_sequential(labels)[0].astype(np.int32, copy=False)
-    n = int(labels.max(initial=0))
+    # Every region holds nucleus pixels (markers and unmarked regions are cut from them), so each votes.
+    return labels, vote_classes(labels, sem)
+
+
+def vote_classes(instances: np.ndarray, semantic: np.ndarray, fallback: dict | None = None) -> np.ndarray:
+    """The class of each instance 1..N: the most frequent nucleus class of ``semantic`` under it.
+
+    Background pixels do not vote and ties go to the lower class id. An instance lying wholly on
+    background (one drawn by hand) takes ``fallback[id]`` (e.g. the class an instance layer's
+    features record for it); without one it is a :class:`CosynthError` naming the instance.
+
+    Parameters
+    ----------
+    instances : np.ndarray
+        (H, W) integer map, nuclei numbered 1..N (an id without pixels needs a fallback too).
+    semantic : np.ndarray
+        (H, W) integer class map of the same shape, 0 = background.
+    fallback : dict, optional
+        {instance id: class id} for instances without a nucleus pixel under them.
+
+    Returns
+    -------
+    np.ndarray
+        (N,) int64, the class of instance ``i + 1``.
+    """
+    n = int(np.asarray(instances).max(initial=0))
     if n == 0:
-        return labels, np.zeros(0, dtype=np.int64)
-    # Only nucleus classes vote: with foreground "semantic" every pixel has one anyway.
-    classes = np.argmax(class_votes(labels, sem, n)[1:, 1:], axis=1).astype(np.int64) + 1
-    return labels, classes
+        return np.zeros(0, dtype=np.int64)
+    votes = class_votes(instances, np.asarray(semantic).astype(np.int64), n)[1:, 1:]
+    classes = np.zeros(n, dtype=np.int64)
+    voted = votes.sum(axis=1) > 0
+    classes[voted] = np.argmax(votes[voted], axis=1) + 1
+    for i in np.flatnonzero(~voted):
+        if fallback and int(fallback.get(i + 1, 0)) > 0:
+            classes[i] = int(fallback[i + 1])
+        else:
+            raise CosynthError(
+                f"instance {i + 1} lies where the semantic map is background, so its class is "
+                "unknown; paint its class into the semantic map or recompute the instances"
+            )
+    return classes
 
 
 def class_votes(labels: np.ndarray, sem: np.ndarray, n: int) -> np.ndarray:

@@ -3,7 +3,11 @@
 Shared by the widget's ``export`` button and the npe2 writer. The layers of a pair are found by the
 role in their metadata (set by :mod:`.layers`), else by the end of their name ("... semantic",
 "... instances", "... distance"), so pairs opened from disk or renamed by the user still export.
-Nothing is ever overwritten: the folder writer picks a free name and writes atomically.
+Only the napari side lives here: the arrays become a pair through the core's
+:func:`~napari_cosynth.labels.edited.sample_from_maps`, and the files are written by the core's
+writers (:func:`~napari_cosynth.data.folder.write_sample`,
+:func:`~napari_cosynth.data.exports.write_hovernet_patch`, the one HoVer-Net writer bulk generation
+uses too). Nothing is ever overwritten: the folder writer picks a free name and writes atomically.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
 from ..errors import CosynthError
+from ..labels.edited import sample_from_maps
 from ..sample import PointTable, Sample, Vocabulary
-from .layers import ROLES, role_of, sample_from_maps, vocabulary_of
+from .layers import ROLES, role_of, vocabulary_of
 
 
 @dataclass
@@ -204,18 +208,17 @@ def export_pair(sample: Sample, folder: str | Path, *, hovernet: bool = False) -
         gets a numbered suffix.
     hovernet : bool
         Also write ``folder/hovernet/<pair>.npy``, HoVer-Net's training patch layout: (H, W, 5)
-        int32 holding R, G, B, the instance map and the class map.
+        int32 holding R, G, B, the instance map and each nucleus's class
+        (:func:`~napari_cosynth.data.exports.write_hovernet_patch`).
     """
+    from ..data.exports import write_hovernet_patch
     from ..data.folder import count_pairs, write_sample
 
     if sample.image is None or not sample.has_masks:
         raise CosynthError(f"{sample.name}: a pair needs an image and labels to be exported")
     path = write_sample(sample, folder)
     if hovernet:
-        patch = np.concatenate([sample.image.astype(np.int32), sample.instances[..., None],
-                                sample.semantic_map()[..., None].astype(np.int32)], axis=-1)
-        with atomic_path(Path(folder) / "hovernet" / f"{path.name}.npy", overwrite=False) as tmp:
-            np.save(tmp, patch)
+        write_hovernet_patch(sample, Path(folder) / "hovernet", path.name, overwrite=False)
     return path, count_pairs(folder)
 
 

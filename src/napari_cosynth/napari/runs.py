@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CosynthError
+from ..labels.edited import sample_from_maps
 from ..sample import Sample
 from .layers import (
     ROLES,
     instance_features,
     layer_meta,
     role_of,
-    sample_from_maps,
     sample_to_layers,
 )
 
