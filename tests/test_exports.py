@@ -72,6 +72,23 @@ def test_hovernet_patch_classes_come_from_the_instances_and_overwriting_is_optio
         exports.write_hovernet_patch(pair, tmp_path, "p", overwrite=False)
 
 
+def test_hovernet_reader_votes_each_nucleus_class_and_refuses_unusable_classes(tmp_path):
+    patch = np.zeros((4, 6, 5), np.int32)
+    patch[:, :3, 3], patch[:, 3:, 3] = 5, 9  # two nuclei, ids with gaps
+    patch[:, :3, 4] = [[2, 2, 0]] * 4  # background pixels do not outvote class 2
+    patch[:, 3:, 4] = [[1, 3, 3]] * 4  # the majority wins inside a nucleus
+    np.save(tmp_path / "p.npy", patch)
+    sample = read_hovernet_patch(tmp_path / "p.npy")
+    assert list(sample.classes) == [2, 3] and sample.instances.max() == 2
+    for channel, message in ((np.where(patch[..., 4] == 3, 9, patch[..., 4]), "class id 9, outside 0..4"),
+                             (np.where(patch[..., 3] == 5, 0, patch[..., 4]), "class 0 .background.")):
+        bad = patch.copy()
+        bad[..., 4] = channel
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(DatasetError, match=message):
+            read_hovernet_patch(tmp_path / "bad.npy")
+
+
 def test_hovernet_reader_refuses_wrong_shape(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((4, 4, 4), dtype=np.int32))
     with pytest.raises(DatasetError, match=r"bad\.npy.*\(H, W, 5\)"):

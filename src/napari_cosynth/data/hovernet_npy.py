@@ -5,8 +5,9 @@ it (``napari_cosynth.data.exports``) and reads it back here; it is not in the da
 because a patch folder carries no class names of its own: they come from the ``classes.json`` the
 exporter writes beside the patches, or from the caller.
 
-A nucleus's class is the class channel's value on its pixels (the most common one, should a foreign
-patch disagree within a nucleus); instance ids are renumbered 1..N in order of their ids.
+A nucleus's class is the class channel's value on its pixels (the most common non-zero one, should a
+foreign patch disagree within a nucleus: :func:`~napari_cosynth.labels.instances.vote_classes`);
+instance ids are renumbered 1..N in order of their ids.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import CosynthError, DatasetError
 from ..sample import Sample, Vocabulary
 from ..vocabularies import CONSEP
 from .base import LazyDataset, files_by_stem, integer_array, make_sample, require_dir, sequential_instances
@@ -34,6 +35,8 @@ def read_hovernet_patch(path: str | Path, vocabulary: Vocabulary = CONSEP, *,
     magnification, tissue
         Recorded on the sample; a patch file does not store them.
     """
+    from ..labels.instances import vote_classes  # scipy and scikit-image, only when a patch is read
+
     path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
@@ -49,15 +52,20 @@ def read_hovernet_patch(path: str | Path, vocabulary: Vocabulary = CONSEP, *,
     if raw.size and raw.min() < 0:
         raise DatasetError(path, "the instance channel holds a negative id")
     types = data[:, :, 4]
+    if types.size and (types.min() < 0 or types.max() >= vocabulary.n_classes):
+        bad = int(types.min()) if types.min() < 0 else int(types.max())
+        raise DatasetError(
+            path, f"the class channel holds class id {bad}, outside 0..{vocabulary.n_classes - 1} "
+            f"({', '.join(vocabulary.names)})"
+        )
     instances, _ = sequential_instances(raw)
-    n = int(instances.max(initial=0))
-    classes = np.zeros(n, dtype=np.int64)
-    if n:
-        fg = instances > 0
-        # Count (instance, class) pairs and take each instance's most common class.
-        counts = np.zeros((n + 1, max(int(types.max(initial=0)), 0) + 1), dtype=np.int64)
-        np.add.at(counts, (instances[fg], types[fg]), 1)
-        classes = counts[1:].argmax(axis=1)
+    try:
+        classes = vote_classes(instances, types)
+    except CosynthError:
+        raise DatasetError(
+            path, "a nucleus has class 0 (background) on all its pixels in the class channel; every "
+            f"nucleus needs a class id 1..{vocabulary.n_classes - 1}"
+        ) from None
     return make_sample(path, image=rgb.astype(np.uint8), instances=instances, classes=classes,
                        vocabulary=vocabulary, tissue=tissue, magnification=magnification,
                        name=path.stem, provenance={"source": str(path)})
