@@ -1,4 +1,5 @@
-"""Generation: pairs from points and prompts, checks on the request, reproducibility, fixed-map redraws."""
+"""Generation through CoSynthPipeline: pairs from points and prompts, checks on the request,
+reproducibility, fixed-map redraws."""
 
 from __future__ import annotations
 
@@ -9,17 +10,15 @@ import torch
 from napari_cosynth import __version__
 from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 from napari_cosynth.engine.config import CosynthConfig
-from napari_cosynth.engine.pipeline.generate import (
-    GenerationProgress,
-    generate,
-    model_vocabulary,
-    resynthesize,
-    run_to_end,
-)
+from napari_cosynth.engine.pipeline.card import ModelCard
+from napari_cosynth.engine.pipeline.conditions import GenerationProgress
+from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.engine.networks.model import CoSynNet
 from napari_cosynth.engine.networks.text import PromptTooLongError
-from napari_cosynth.errors import CosynthError
+from napari_cosynth.errors import CheckpointError, CosynthError
+from napari_cosynth.progress import run_to_end
 from napari_cosynth.sample import PointTable, Sample
+from napari_cosynth.seeds import pair_seed
 from napari_cosynth.vocabularies import CONSEP
 from test_engine_train import TINY_CPU
 
@@ -27,8 +26,8 @@ H = W = 32
 
 
 @pytest.fixture(scope="module")
-def model_and_meta(tmp_path_factory):
-    """A tiny untrained model saved and loaded as a checkpoint (so meta is the real thing)."""
+def tiny_folder(tmp_path_factory):
+    """A tiny untrained model saved as a checkpoint (so its card is the real thing)."""
     config = CosynthConfig.from_yaml(TINY_CPU).with_overrides(
         {"diffusion.timesteps": 20, "data.crop_size": 32}
     )
@@ -37,22 +36,26 @@ def model_and_meta(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_model(folder, model, config, {"classes": list(CONSEP.names), "tissues": ["colon"],
                                        "model_id": "tiny-test"})
-    return load_model(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_folder):
+    return CoSynthPipeline.from_pretrained(tiny_folder)
 
 
 def _points():
     return PointTable([[4.0, 5.0], [20.0, 10.0], [12.0, 25.0]], [1, 3, 4])
 
 
-def _gen(model_and_meta, **kw):
-    model, meta = model_and_meta
+def _gen(pipe, **kw):
     kw.setdefault("steps", 3)
     kw.setdefault("seed", 11)
-    return generate(model, meta, kw.pop("points", _points()), kw.pop("shape", (H, W)), **kw)
+    return pipe.generate(kw.pop("points", _points()), size=kw.pop("shape", (H, W)), **kw)
 
 
-def test_generate_returns_complete_pairs_with_provenance(model_and_meta):
-    run = _gen(model_and_meta, n=2)
+def test_generate_returns_complete_pairs_with_provenance(pipe):
+    run = _gen(pipe, n=2)
     progress = []
     while True:
         try:
@@ -72,7 +75,8 @@ def test_generate_returns_complete_pairs_with_provenance(model_and_meta):
         assert pair.vocabulary == CONSEP and pair.tissue == "colon"
         assert np.array_equal(pair.points.xy, _points().xy)
         prov = pair.provenance
-        assert prov["seed"] == 11 and prov["index"] == i and prov["n"] == 2
+        assert prov["seed"] == pair_seed(11, i) and prov["base_seed"] == 11
+        assert prov["index"] == i and prov["n"] == 2
         assert prov["sampler"] == "unipc" and prov["steps"] == 3 and prov["guidance"] == 2.0
         assert prov["model_id"] == "tiny-test" and prov["version"] == __version__ and prov["device"] == "cpu"
         # The built prompt names the tissue and exactly the points' classes.
@@ -82,25 +86,25 @@ def test_generate_returns_complete_pairs_with_provenance(model_and_meta):
         assert "inflammatory" not in prov["prompt"]
 
 
-def test_same_seed_same_pairs_other_seed_differs(model_and_meta):
-    a = run_to_end(_gen(model_and_meta, seed=5))[0]
-    b = run_to_end(_gen(model_and_meta, seed=5))[0]
-    c = run_to_end(_gen(model_and_meta, seed=6))[0]
+def test_same_seed_same_pairs_other_seed_differs(pipe):
+    a = run_to_end(_gen(pipe, seed=5))[0]
+    b = run_to_end(_gen(pipe, seed=5))[0]
+    c = run_to_end(_gen(pipe, seed=6))[0]
     for key in ("image", "semantic", "distance", "instances"):
         assert np.array_equal(getattr(a, key), getattr(b, key))
     assert not np.array_equal(a.image, c.image)
 
 
-def test_a_drawn_seed_is_recorded_and_reproduces_the_pair(model_and_meta):
-    a = run_to_end(_gen(model_and_meta, seed=None))[0]
+def test_a_drawn_seed_is_recorded_and_reproduces_the_pair(pipe):
+    a = run_to_end(_gen(pipe, seed=None))[0]
     seed = a.provenance["seed"]
     assert isinstance(seed, int) and seed >= 0
-    b = run_to_end(_gen(model_and_meta, seed=seed))[0]
+    b = run_to_end(_gen(pipe, seed=seed))[0]
     assert np.array_equal(a.image, b.image) and a.provenance["prompt"] == b.provenance["prompt"]
 
 
-def test_reference_sampler_takes_every_timestep(model_and_meta):
-    run = _gen(model_and_meta, sampler="reference", steps=None, guidance=1.0)
+def test_reference_sampler_takes_every_timestep(pipe):
+    run = _gen(pipe, sampler="reference", steps=None, guidance=1.0)
     steps = []
     while True:
         try:
@@ -111,8 +115,8 @@ def test_reference_sampler_takes_every_timestep(model_and_meta):
     assert set(steps) == {20} and len(steps) == 20 and pair.provenance["steps"] == 20
 
 
-def test_given_prompt_and_previews(model_and_meta):
-    run = _gen(model_and_meta, prompt="a colon patch", preview_every=1)
+def test_given_prompt_and_previews(pipe):
+    run = _gen(pipe, prompt="a colon patch", preview_every=1)
     first = next(run)
     assert first.preview["image"].shape == (1, H, W, 3) and first.preview["image"].dtype == np.uint8
     assert first.preview["semantic"].shape == (1, H, W)
@@ -120,93 +124,90 @@ def test_given_prompt_and_previews(model_and_meta):
     assert pairs[0].provenance["prompt"] == "a colon patch"
 
 
-def test_bad_requests_are_refused_when_called(model_and_meta):
+def test_bad_requests_are_refused_when_called(pipe):
     off = PointTable([[4.0, 5.0], [40.0, 3.0], [-2.0, 8.0]], [1, 2, 2])
     outside = r"2 of 3 point\(s\) lie outside the 32x32 canvas \(first at x=40.0, y=3.0\)"
     with pytest.raises(CosynthError, match=outside):
-        _gen(model_and_meta, points=off)
+        _gen(pipe, points=off)
     with pytest.raises(CosynthError, match="class id 7 is outside 1..4"):
-        _gen(model_and_meta, points=PointTable([[3.0, 3.0]], [7]))
+        _gen(pipe, points=PointTable([[3.0, 3.0]], [7]))
     with pytest.raises(PromptTooLongError, match=r"has \d+ tokens but the text encoder takes at most 77"):
-        _gen(model_and_meta, prompt="nuclei " * 100)
+        _gen(pipe, prompt="nuclei " * 100)
     with pytest.raises(CosynthError, match="size 33x32 is not supported"):
-        _gen(model_and_meta, shape=(33, 32), points=PointTable.empty())
+        _gen(pipe, shape=(33, 32), points=PointTable.empty())
     with pytest.raises(CosynthError, match="n must be a positive"):
-        _gen(model_and_meta, n=0)
+        _gen(pipe, n=0)
     with pytest.raises(CosynthError, match="unknown sampler"):
-        _gen(model_and_meta, sampler="slow")
+        _gen(pipe, sampler="slow")
 
 
-def test_generate_leaves_a_training_model_in_training_mode(model_and_meta):
-    model, _meta = model_and_meta
+def test_generate_leaves_a_training_model_in_training_mode(pipe):
+    model = pipe.model
     model.train()
     try:
-        run_to_end(_gen(model_and_meta))
+        run_to_end(_gen(pipe))
         assert model.training
     finally:
         model.eval()
 
 
-def test_model_vocabulary_reads_the_checkpoint(model_and_meta):
-    assert model_vocabulary(model_and_meta[1]) == CONSEP
-    with pytest.raises(CosynthError, match="no class vocabulary"):
-        model_vocabulary({})
+def test_the_card_reads_the_checkpoint(pipe, tiny_folder):
+    card = pipe.card
+    assert card.vocabulary == CONSEP and card.model_id == "tiny-test" and card.tissues == ("colon",)
+    _model, meta = load_model(tiny_folder)
+    assert card.timesteps == 20 and card.canvas == 32 and card.magnification == meta["magnification"]
+    with pytest.raises(CheckpointError, match="no class vocabulary"):
+        ModelCard.from_meta({**meta, "classes": []})
 
 
 # ------------------------------------------------------------------------------- fixed-map redraws
 
 
 @pytest.fixture(scope="module")
-def pair(model_and_meta):
-    return run_to_end(_gen(model_and_meta, seed=3))[0]
+def pair(pipe):
+    return run_to_end(_gen(pipe, seed=3))[0]
 
 
-def test_resynthesize_image_keeps_the_edited_maps_exactly(model_and_meta, pair):
-    model, meta = model_and_meta
+def test_resynthesize_image_keeps_the_edited_maps_exactly(pipe, pair):
     edited_sem = pair.semantic.copy()
     edited_sem[:8, :8] = 2
-    edited = pair.with_(semantic=edited_sem)
-    out = run_to_end(resynthesize(model, meta, edited, target="image", steps=3, seed=1))
+    out = pipe.resynthesize(pair, edited_sem, target="image", steps=3, seed=1)
     assert np.array_equal(out.semantic, edited_sem) and np.array_equal(out.distance, pair.distance)
     assert not np.array_equal(out.image, pair.image)
     assert out.provenance["resynthesized"] == "image" and out.provenance["seed"] == 1
-    again = run_to_end(resynthesize(model, meta, edited, target="image", steps=3, seed=1))
+    again = run_to_end(pipe.resynthesize_steps(pair.with_(semantic=edited_sem), steps=3, seed=1))
     assert np.array_equal(again.image, out.image)
 
 
-def test_resynthesize_image_inside_a_region_only(model_and_meta, pair):
-    model, meta = model_and_meta
+def test_resynthesize_image_inside_a_region_only(pipe, pair):
     region = np.zeros((H, W), bool)
     region[8:24, 8:24] = True
-    out = run_to_end(resynthesize(model, meta, pair, target="image", region=region, steps=3, seed=2))
+    out = pipe.resynthesize(pair, target="image", region=region, steps=3, seed=2)
     assert np.array_equal(out.image[~region], pair.image[~region])
     assert not np.array_equal(out.image[region], pair.image[region])
     assert np.array_equal(out.semantic, pair.semantic)
 
 
-def test_resynthesize_labels_keeps_the_image(model_and_meta, pair):
-    model, meta = model_and_meta
-    out = run_to_end(resynthesize(model, meta, pair, target="labels", steps=3, seed=4))
+def test_resynthesize_labels_keeps_the_image(pipe, pair):
+    out = pipe.resynthesize(pair, target="labels", steps=3, seed=4)
     assert np.array_equal(out.image, pair.image)
     assert out.semantic.shape == (H, W) and out.distance.dtype == np.float32
     assert out.provenance["resynthesized"] == "labels"
     with pytest.raises(CosynthError, match="target must be one of"):
-        resynthesize(model, meta, pair, target="both")
+        pipe.resynthesize_steps(pair, target="both")
     with pytest.raises(CosynthError, match="boolean 32x32 mask"):
-        resynthesize(model, meta, pair, region=np.zeros((4, 4), bool))
+        pipe.resynthesize_steps(pair, region=np.zeros((4, 4), bool))
 
 
-def test_resynthesize_of_annotated_instances_keeps_them(model_and_meta, pair):
-    model, meta = model_and_meta
+def test_resynthesize_of_annotated_instances_keeps_them(pipe, pair):
     annotated = Sample(pair.image, pair.instances, pair.classes, CONSEP, tissue="colon")
-    out = run_to_end(resynthesize(model, meta, annotated, target="image", steps=2, seed=0))
+    out = pipe.resynthesize(annotated, target="image", steps=2, seed=0)
     assert np.array_equal(out.instances, pair.instances) and np.array_equal(out.classes, pair.classes)
 
 
-def test_default_canvas_prefers_the_models_named_canvas_then_its_training_crop():
-    from napari_cosynth.engine.pipeline.generate import default_canvas
-
-    assert default_canvas({"canvas_size": 128, "patch_size": 64}) == 128
-    assert default_canvas({"patch_size": 64}) == 64
-    assert default_canvas({"config": {"data": {"crop_size": 32}}}) == 32
-    assert default_canvas({}) == 128
+def test_the_canvas_prefers_the_models_named_canvas_then_its_training_crop(tiny_folder):
+    _model, meta = load_model(tiny_folder)
+    meta = {k: v for k, v in meta.items() if k not in ("canvas_size", "patch_size")}
+    assert ModelCard.from_meta({**meta, "canvas_size": 128, "patch_size": 64}).canvas == 128
+    assert ModelCard.from_meta({**meta, "patch_size": 64}).canvas == 64
+    assert ModelCard.from_meta(meta).canvas == 32  # the config's crop

@@ -14,4 +14,20 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 from .sample import PointTable, Sample, Vocabulary
 
-__all__ = ["PointTable", "Sample", "Vocabulary", "__version__"]
+__all__ = ["CoSynthPipeline", "ModelCard", "PointTable", "Sample", "SamplerSettings", "Vocabulary",
+           "__version__"]
+
+# The pipeline imports torch: loaded on first use (PEP 562), so the line above stays cheap.
+_LAZY = {
+    "CoSynthPipeline": "napari_cosynth.engine.pipeline.pipeline",
+    "ModelCard": "napari_cosynth.engine.pipeline.card",
+    "SamplerSettings": "napari_cosynth.engine.pipeline.settings",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'napari_cosynth' has no attribute {name!r}")

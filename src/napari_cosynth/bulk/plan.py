@@ -1,13 +1,14 @@
-"""Which pairs a bulk run makes, with which seeds, in which process: the arithmetic of reproducibility.
+"""Which pairs a bulk run makes, in which process and which batch: the arithmetic of resuming and sharding.
 
 A bulk run of N pairs must give pair i the same pixels however many processes share the work and
-however often the run is interrupted and resumed. The engine samples a batch from one random
-generator, so a pair's pixels depend on the batch it was drawn in. The pairs are therefore cut into
-fixed chunks of ``batch`` consecutive indices (chunk c holds pairs c*B .. c*B+B-1), every chunk is
-drawn as one batch seeded from the base seed and its first index, and whole chunks are dealt to the
-processes round-robin (chunk c to rank c mod W). With the default batch of 1 this is exactly "rank r
-makes the pairs i with i mod W == r". The last chunk is always drawn full size (pairs past N are
-discarded), so pair i depends only on (base seed, batch, i), not on N.
+however often the run is interrupted and resumed. Every pair is drawn from its own random stream
+(``napari_cosynth.seeds.pair_seed(base_seed, i)``), so what a pair looks like does not depend on who
+draws it. The pairs are cut into fixed chunks of ``batch`` consecutive indices (chunk c holds pairs
+c*B .. c*B+B-1), every chunk is drawn as one batch (batched convolutions round like each other only
+within one batch size, hence the fixed chunks), and whole chunks are dealt to the processes round-robin
+(chunk c to rank c mod W). With the default batch of 1 this is exactly "rank r makes the pairs i with
+i mod W == r". The last chunk is always drawn full size (pairs past N are discarded), so pair i does
+not depend on N.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import CosynthError
 
@@ -33,18 +33,6 @@ def pair_index(name: str) -> int | None:
     """Inverse of :func:`pair_name`; None for any other name."""
     match = _PAIR_NAME.match(name)
     return int(match.group(1)) if match else None
-
-
-def derive_seed(base_seed: int, index: int) -> int:
-    """A 63-bit seed for ``index`` drawn from ``base_seed`` with numpy's SeedSequence.
-
-    SeedSequence hashes its entropy, so neighbouring indices get unrelated streams (``base + i``
-    would make run A's pair 1 equal run B's pair 0 when B's base seed is A's plus one).
-    """
-    if base_seed < 0 or index < 0:
-        raise CosynthError(f"seeds and pair indices must be >= 0, got seed {base_seed}, index {index}")
-    state = np.random.SeedSequence([int(base_seed), int(index)]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])  # < 2**63: fits torch.manual_seed and JSON int64
 
 
 def check_plan(n: int, batch: int, rank: int = 0, world_size: int = 1) -> None:
@@ -67,11 +55,6 @@ def chunks_for_rank(n: int, batch: int, rank: int = 0, world_size: int = 1) -> I
     n_chunks = -(-n // batch)
     for c in range(rank, n_chunks, world_size):
         yield range(c * batch, (c + 1) * batch)
-
-
-def chunk_seed(base_seed: int, chunk: range) -> int:
-    """Seed of the batch that draws ``chunk`` (the seed of its first pair)."""
-    return derive_seed(base_seed, chunk.start)
 
 
 def completed_pairs(pairs_dir: str | Path) -> set[int]:

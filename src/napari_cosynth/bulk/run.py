@@ -21,32 +21,32 @@ classes, exports, a writable ``out``) runs before the first file is written, the
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import CosynthError
-from ..jsonio import read_json
+from ..progress import run_to_end
+from ..seeds import pair_seed
 from . import plan
+from .finish import finish
+from .folder import (
+    EXPORTS,
+    HOVERNET_STAGING,
+    PAIRS_DIR,
+    RECIPE_FILE,
+    SEED_RULE,
+    check_out,
+    check_recipe,
+    read_recipe,
+    writing,
+)
 from .lock import lock_folder
 
-EXPORTS = ("folder", "hovernet", "pannuke", "lizard")
-RECIPE_FILE = "generation.json"
-MANIFEST_FILE = "manifest.json"
-PAIRS_DIR = "pairs"
-HOVERNET_DIR = "hovernet"
-# The HoVer-Net patches are written pair by pair as the pairs are made, into this hidden folder, which
-# becomes hovernet/ when the run is complete (an export appears whole or not at all).
-HOVERNET_STAGING = ".hovernet.partial"
-# Recipe keys that decide the pixels of a pair: a resume with any of them changed would mix datasets.
-_RECIPE_KEYS = ("model_id", "base_seed", "layouts", "size", "batch", "sampler", "steps", "guidance",
-                "prompt", "tissue")
-
+__all__ = ["EXPORTS", "RECIPE_FILE", "BulkProgress", "check_out", "check_recipe", "finish", "generate_dataset",
+           "parse_exports", "read_recipe"]
 
 @dataclass
 class BulkProgress:
@@ -75,8 +75,7 @@ def parse_exports(value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def generate_dataset(
-    model,
-    meta: dict,
+    pipe,
     source,
     out: str | Path,
     n: int,
@@ -85,20 +84,16 @@ def generate_dataset(
     base_seed: int,
     exports: Sequence[str] = ("folder",),
     batch: int = 1,
-    sampler: str = "fast",
-    steps: int | None = None,
-    guidance: float = 2.0,
     prompt: str | None = None,
     tissue: str | None = None,
-    device="cpu",
     ctx=None,
 ) -> Generator[BulkProgress, None, dict]:
     """Generate pairs 0..n-1 into ``out`` (this process's share of them under torchrun).
 
     Parameters
     ----------
-    model, meta
-        From ``napari_cosynth.engine.networks.checkpoint.load_model``.
+    pipe : CoSynthPipeline
+        The model, its device and the sampler settings (``pipe.settings``) of every pair.
     source : napari_cosynth.bulk.sources.LayoutSource
         Gives pair i's point layout from its seed.
     out
@@ -108,13 +103,15 @@ def generate_dataset(
     shape
         Canvas (H, W).
     base_seed
-        Seed every pair seed is derived from (``plan.derive_seed``).
+        Pair i is drawn, and its layout chosen, with ``napari_cosynth.seeds.pair_seed(base_seed, i)``:
+        the pair ``cosynth generate --seed base_seed`` draws as its pair i.
     exports
         Any of :data:`EXPORTS`; the folder format is always written.
     batch
-        Pairs drawn per sampler batch; part of the recipe (changing it changes the pairs).
-    sampler, steps, guidance, prompt, tissue, device
-        As in ``napari_cosynth.engine.pipeline.generate.generate``.
+        Pairs drawn per sampler batch. Every pair has its own random stream, but batched convolutions
+        round differently, so pixels may differ by a grey level between batch sizes: part of the recipe.
+    prompt, tissue
+        As in :meth:`~napari_cosynth.engine.pipeline.pipeline.CoSynthPipeline.generate`.
     ctx : napari_cosynth.engine.training.distributed.DistributedContext, optional
         This process's rank and world size (one process when omitted).
 
@@ -138,62 +135,27 @@ def generate_dataset(
     plan.check_plan(n, batch, ctx.rank, ctx.world_size)
     exports = parse_exports(exports)
     out = Path(out)
-    recipe = _recipe(meta, source, shape, base_seed, batch, sampler, steps, guidance, prompt, tissue)
+    recipe = _recipe(pipe, source, shape, base_seed, batch, prompt, tissue)
     check_recipe(out, recipe)
     check_out(out)
-    check_request(model, meta, source, shape, base_seed, exports, sampler, steps, guidance, prompt,
-                  tissue, device)
-    return _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps,
-                guidance, prompt, tissue, device, ctx, recipe)
+    check_request(pipe, source, shape, base_seed, exports, prompt, tissue)
+    request = _Request(pipe, source, out, n, shape, base_seed, exports, batch, prompt, tissue, ctx, recipe)
+    return _run(request)
 
 
-def check_out(out: Path) -> None:
-    """Refuse an ``out`` that cannot be written (a path through a file, no write permission), first."""
-    probe = out
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent  # the nearest existing folder is where the run's folders will be made
-    if not probe.is_dir():
-        raise CosynthError(f"--out {out}: {probe} is a file, not a folder; choose a folder for --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise CosynthError(
-            f"--out {out}: {probe} is not writable (no permission, or a read-only file system); "
-            "choose another --out"
-        )
-
-
-def check_request(model, meta, source, shape, base_seed, exports, sampler, steps, guidance, prompt,
-                  tissue, device) -> None:
+def check_request(pipe, source, shape, base_seed, exports, prompt, tissue) -> None:
     """Raise what the run would raise at its first pair or at its end, without generating.
 
     Pair 0's layout is drawn (a dataset with other classes than the model's is refused there) and
-    handed to the engine's ``generate``, which checks the canvas, the points, the prompt's length and
+    handed to the pipeline's ``generate``, which checks the canvas, the points, the prompt's length and
     the sampler settings when it is called; the run it returns is never started.
     """
     from ..data.exports import check_export_classes
-    from ..engine.pipeline.generate import generate, model_vocabulary
 
-    vocabulary = model_vocabulary(meta)
     for export in exports:
-        check_export_classes(vocabulary, export)
-    seed = plan.derive_seed(base_seed, 0)
-    generate(model, meta, source.layout(0, seed), shape, prompt=prompt, tissue=tissue, sampler=sampler,
-             steps=steps, guidance=guidance, seed=seed, n=1, device=device).close()
-
-
-@contextlib.contextmanager
-def writing(out: Path):
-    """Turn a failed write under ``out`` (a full disk, a read-only file system) into one clear line."""
-    try:
-        yield
-    except OSError as err:
-        where = err.filename or out
-        reason = err.strerror or str(err)
-        full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-        fix = "free some space" if full else "make it writable"
-        raise CosynthError(
-            f"--out {out}: cannot write {where} ({reason}); {fix} and rerun the same command (finished "
-            "pairs are kept), or choose another --out"
-        ) from err
+        check_export_classes(pipe.vocabulary, export)
+    pipe.generate(source.layout(0, pair_seed(base_seed, 0)), prompt=prompt, tissue=tissue, size=shape,
+                  seed=base_seed).close()
 
 
 def _start(out: Path, recipe: dict) -> list[str]:
@@ -214,9 +176,28 @@ def _start(out: Path, recipe: dict) -> list[str]:
     return repaired
 
 
-def _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps, guidance,
-         prompt, tissue, device, ctx, recipe):
+@dataclass
+class _Request:
+    """A checked bulk request."""
+
+    pipe: object
+    source: object
+    out: Path
+    n: int
+    shape: tuple[int, int]
+    base_seed: int
+    exports: tuple[str, ...]
+    batch: int
+    prompt: str | None
+    tissue: str | None
+    ctx: object
+    recipe: dict
+
+
+def _run(r: _Request):
     from ..engine.training.distributed import barrier
+
+    out, ctx = r.out, r.ctx
 
     lock, repaired = None, []
     try:
@@ -224,30 +205,28 @@ def _run(model, meta, source, out, n, shape, base_seed, exports, batch, sampler,
             with writing(out):
                 out.mkdir(parents=True, exist_ok=True)
                 lock = lock_folder(out)
-                repaired = _start(out, recipe)
+                repaired = _start(out, r.recipe)
         barrier(ctx)  # no rank writes before rank 0 has cleaned up and written the recipe
-        summary = yield from _make_pairs(model, meta, source, out, n, shape, base_seed, exports, batch,
-                                         sampler, steps, guidance, prompt, tissue, device, ctx, recipe)
+        summary = yield from _make_pairs(r)
         summary["repaired"] = repaired
         # No barrier after this: the other ranks may exit while rank 0 assembles, and an error in
         # finish() must not leave them waiting on a collective that never comes.
         if ctx.is_main:
-            summary.update(finish(out, n, exports, recipe))
+            summary.update(finish(out, r.n, r.exports, r.recipe))
         return summary
     finally:
         if lock is not None:
             lock.release()
 
 
-def _make_pairs(model, meta, source, out, n, shape, base_seed, exports, batch, sampler, steps, guidance,
-                prompt, tissue, device, ctx, recipe):
+def _make_pairs(r: _Request):
     from ..data.folder import write_sample
     from ..engine.training.distributed import barrier
-    from ..engine.pipeline.generate import generate, run_to_end
 
+    out, n, ctx = r.out, r.n, r.ctx
     pairs_dir = out / PAIRS_DIR
     done_before = plan.completed_pairs(pairs_dir)
-    mine = [c for c in plan.chunks_for_rank(n, batch, ctx.rank, ctx.world_size)]
+    mine = list(plan.chunks_for_rank(n, r.batch, ctx.rank, ctx.world_size))
     total = sum(1 for c in mine for i in c if i < n)
     written = skipped = 0
     for chunk in mine:
@@ -256,22 +235,19 @@ def _make_pairs(model, meta, source, out, n, shape, base_seed, exports, batch, s
         if not wanted:
             yield BulkProgress(written + skipped, total, skipped)
             continue
-        seed = plan.chunk_seed(base_seed, chunk)
-        layouts = [source.layout(i, plan.derive_seed(base_seed, i)) for i in chunk]
-        run = generate(model, meta, layouts, shape, prompt=prompt, tissue=tissue, sampler=sampler,
-                       steps=steps, guidance=guidance, seed=seed, n=len(chunk), device=device)
-        pairs = run_to_end(run)
+        layouts = [r.source.layout(i, pair_seed(r.base_seed, i)) for i in chunk]
+        pairs = run_to_end(r.pipe.generate(layouts, prompt=r.prompt, tissue=r.tissue, size=r.shape,
+                                           seed=r.base_seed, n=len(chunk), first_index=chunk.start))
         for k, i in enumerate(chunk):
             if i not in wanted:
                 continue
             pair = pairs[k]
-            pair.provenance.update(pair_index=i, pair_name=plan.pair_name(i), batch_seed=seed,
-                                   batch_index=k, batch=len(chunk), layout_seed=plan.derive_seed(base_seed, i),
-                                   layout=recipe["layouts"], base_seed=base_seed)
+            pair.provenance.update(pair_index=i, pair_name=plan.pair_name(i), batch_index=k,
+                                   batch=len(chunk), layout=r.recipe["layouts"])
             pair.name = plan.pair_name(i)
             with writing(out):
                 _write_pair(pair, pairs_dir, write_sample)
-                if "hovernet" in exports:
+                if "hovernet" in r.exports:
                     from ..data.exports import write_hovernet_patch
 
                     write_hovernet_patch(pair, out / HOVERNET_STAGING, plan.pair_name(i))
@@ -296,138 +272,24 @@ def _write_pair(pair, pairs_dir: Path, write_sample) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _recipe(meta, source, shape, base_seed, batch, sampler, steps, guidance, prompt, tissue) -> dict:
+def _recipe(pipe, source, shape, base_seed, batch, prompt, tissue) -> dict:
     from .. import __version__
-    from ..engine.pipeline.generate import _resolved_steps
 
+    settings = pipe.settings
     return {
-        "model_id": meta.get("model_id", "unknown"),
+        "model_id": pipe.card.model_id,
         "version": __version__,
         "base_seed": int(base_seed),
         "layouts": source.describe(),
         "size": [int(shape[0]), int(shape[1])],
         "batch": int(batch),
-        "sampler": sampler,
-        "steps": _resolved_steps(sampler, steps, meta),
-        "guidance": float(guidance),
+        "sampler": settings.sampler,
+        "steps": settings.resolved_steps(pipe.card.timesteps),
+        "guidance": float(settings.guidance),
+        **({} if settings.eta is None else {"eta": float(settings.eta)}),
         "prompt": prompt,
         "tissue": tissue,
-        "seed_rule": "pair seed = SeedSequence([base_seed, i]); batch seed = seed of its first pair",
+        "seed_rule": SEED_RULE,
     }
 
 
-def read_recipe(out: str | Path) -> dict | None:
-    """The recipe of an earlier run in ``out``, or None when there is none."""
-    path = Path(out) / RECIPE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return read_json(path)
-    except (OSError, ValueError) as err:
-        raise CosynthError(f"{path}: cannot read the run's recipe ({err}); remove the file to start over") from None
-
-
-def check_recipe(out: Path, recipe: dict) -> None:
-    """Raise if ``out`` holds a run whose pixel-deciding settings differ from ``recipe``."""
-    before = read_recipe(out)
-    if before is None:
-        if plan.completed_pairs(Path(out) / PAIRS_DIR):
-            raise CosynthError(
-                f"{out}: holds pairs but no {RECIPE_FILE}, so a resume cannot tell how they were made; "
-                "write to an empty folder"
-            )
-        return
-    changed = [k for k in _RECIPE_KEYS if before.get(k) != recipe.get(k)]
-    if changed:
-        k = changed[0]
-        raise CosynthError(
-            f"{out}: an earlier run here used {k} = {before.get(k)!r}, this one {recipe.get(k)!r}; "
-            "resume with the same settings, or write to another folder"
-        )
-
-
-def finish(out: Path, n: int, exports: Sequence[str], recipe: dict) -> dict:
-    """Write manifest.json and the whole-dataset exports from the pairs on disk (rank 0, at the end)."""
-    from ..data import exports as ex
-
-    pairs_dir = out / PAIRS_DIR
-    done = plan.completed_pairs(pairs_dir)
-    missing = [i for i in range(n) if i not in done]
-    if missing:
-        raise CosynthError(
-            f"{out}: {len(missing)} of {n} pairs are missing after the run (first: {plan.pair_name(missing[0])}); "
-            "rerun the same command to make them"
-        )
-    paths = [pairs_dir / plan.pair_name(i) for i in range(n)]
-    records = [_record(p) for p in paths]
-    manifest = {**recipe, "n": n, "pairs_dir": PAIRS_DIR, "exports": list(exports), "pairs": records}
-    written = {"folder": str(pairs_dir)}
-    with writing(out):
-        write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
-        if "hovernet" in exports:
-            written["hovernet"] = str(_finish_hovernet(out, paths))
-        if "pannuke" in exports:
-            written["pannuke"] = str(ex.export_pannuke(paths, out / "pannuke"))
-        if "lizard" in exports:
-            written["lizard"] = str(ex.export_lizard(paths, out / "lizard"))
-    return {"complete": n, "manifest": str(out / MANIFEST_FILE), "exports": written}
-
-
-def _finish_hovernet(out: Path, paths: list[Path]) -> Path:
-    """Complete the hidden HoVer-Net folder with exactly ``paths``' patches and rename it into place.
-
-    A patch missing from it (a pair made by an earlier run) is linked from the earlier hovernet/ when
-    that holds it, else written from the pair folder; patches of pairs past N are dropped.
-    """
-    import shutil
-
-    from ..atomic import atomic_path, replace_folder
-    from ..data import exports as ex
-    from ..data.folder import read_sample
-
-    staging, final = out / HOVERNET_STAGING, out / HOVERNET_DIR
-    staging.mkdir(exist_ok=True)
-    wanted = {f"{p.name}.npy" for p in paths}
-    for path in paths:
-        patch = staging / f"{path.name}.npy"
-        earlier = final / patch.name
-        if patch.is_file():
-            continue
-        if earlier.is_file():
-            with atomic_path(patch) as tmp:
-                try:
-                    os.link(earlier, tmp)
-                except OSError:
-                    shutil.copyfile(earlier, tmp)
-        else:
-            ex.write_hovernet_patch(read_sample(path), staging, path.name)
-    for entry in staging.iterdir():
-        if entry.name not in wanted:
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    ex.write_vocabulary(read_sample(paths[0]).vocabulary, staging)
-    replace_folder(staging, final)
-    return final
-
-
-def _record(path: Path) -> dict:
-    try:
-        meta = read_json(path / "meta.json")
-    except (OSError, ValueError) as err:
-        raise CosynthError(
-            f"{path / 'meta.json'}: cannot read the pair's record ({err}); delete the folder {path.name} "
-            "and rerun the same command to remake it"
-        ) from err
-    prov = meta.get("provenance", {})
-    return {
-        "index": prov.get("pair_index"),
-        "name": path.name,
-        "seed": prov.get("batch_seed", prov.get("seed")),
-        "batch_index": prov.get("batch_index"),
-        "layout_seed": prov.get("layout_seed"),
-        "prompt": prov.get("prompt"),
-        "n_nuclei": meta.get("n_nuclei"),
-        "device": prov.get("device"),
-    }

@@ -89,9 +89,9 @@ def window(points: PointTable, source_shape, shape, rng: np.random.Generator) ->
 class HardcoreLayouts(LayoutSource):
     """A hard-core layout with the density and class mix of the model's training data."""
 
-    def __init__(self, meta: dict, vocabulary: Vocabulary, shape, magnification: float):
-        self.summary = meta.get("training_data")
-        self.vocabulary, self.shape, self.magnification = vocabulary, tuple(shape), magnification
+    def __init__(self, card, shape):
+        self.summary = card.training_data
+        self.vocabulary, self.shape, self.magnification = card.vocabulary, tuple(shape), card.magnification
 
     def layout(self, index: int, seed: int) -> PointTable:
         from ..layouts.hardcore import layout_like_training_data
@@ -143,8 +143,7 @@ class FittedLayouts(LayoutSource):
         return {"kind": "generated", "path": str(self.path), "model": "multitype Strauss hard-core"}
 
 
-def open_source(spec: str, format: str | None, *, meta: dict, vocabulary: Vocabulary, shape,
-                magnification: float) -> LayoutSource:
+def open_source(spec: str, format: str | None, *, card, shape) -> LayoutSource:
     """The layout source that a ``--layouts`` argument names.
 
     Parameters
@@ -153,11 +152,12 @@ def open_source(spec: str, format: str | None, *, meta: dict, vocabulary: Vocabu
         ``hardcore``, ``generated:FITTED.json`` or a dataset path (then ``format`` is required).
     format
         Dataset format for a path (see ``napari_cosynth.data.registry.FORMATS``).
-    meta, vocabulary, shape, magnification
-        The model's metadata and vocabulary, the canvas (H, W) and the model's magnification.
+    card, shape
+        The generating model's card (classes, magnification, training data) and the canvas (H, W).
     """
+    vocabulary, magnification = card.vocabulary, card.magnification
     if spec == "hardcore":
-        return HardcoreLayouts(meta, vocabulary, shape, magnification)
+        return HardcoreLayouts(card, shape)
     if spec.startswith("generated:"):
         return FittedLayouts(spec[len("generated:"):], vocabulary, shape, magnification)
     if format is None:

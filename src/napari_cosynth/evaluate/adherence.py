@@ -28,7 +28,6 @@ __all__ = [
     "adherence_report",
     "crop_to_multiple",
     "load_for_evaluation",
-    "sample_seed",
     "score_centroids",
 ]
 
@@ -43,12 +42,6 @@ class AdherenceProgress:
 
     def postfix(self) -> str:
         return self.name
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The generation seed of sample ``index`` under the run seed ``seed`` (63 bits, reproducible)."""
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
 
 
 def crop_to_multiple(sample: Sample, multiple: int) -> tuple[Sample, str | None]:
@@ -116,19 +109,18 @@ def score_centroids(
     return out
 
 
-def load_for_evaluation(model_path, data, format: str, magnification: float | None, device: str):
-    """Load a model and open a dataset at its magnification; check the vocabularies agree.
+def load_for_evaluation(model_path, data, format: str, magnification: float | None, device: str,
+                        settings=None):
+    """Load a model as a pipeline and open a dataset at its magnification; check the vocabularies agree.
 
-    Returns ``(model, meta, vocabulary, magnification, dataset)``.
+    Returns ``(pipe, magnification, dataset)``.
     """
     from ..data.registry import open_dataset
-    from ..engine.networks.checkpoint import load_model, resolve_model
-    from ..engine.device import resolve_device
-    from ..engine.pipeline.generate import model_vocabulary
+    from ..engine.pipeline.pipeline import CoSynthPipeline
 
-    model, meta = load_model(resolve_model(model_path), device=resolve_device(str(device)))
-    vocabulary = model_vocabulary(meta)
-    mag = float(magnification if magnification is not None else (meta.get("magnification") or 40.0))
+    pipe = CoSynthPipeline.from_pretrained(model_path, device=device, settings=settings)
+    vocabulary = pipe.vocabulary
+    mag = float(magnification if magnification is not None else pipe.card.magnification)
     dataset = open_dataset(data, format, magnification=mag)
     if len(dataset) == 0:
         raise CosynthError(f"{data}: the {format} dataset holds no samples")
@@ -138,54 +130,31 @@ def load_for_evaluation(model_path, data, format: str, magnification: float | No
             f"{data}: the dataset's classes ({', '.join(first.vocabulary.nucleus_classes)}) are not the "
             f"model's ({', '.join(vocabulary.nucleus_classes)}); evaluate the model on data with its classes"
         )
-    return model, meta, vocabulary, mag, dataset
+    return pipe, mag, dataset
 
 
-def prompt_settings(meta: dict) -> tuple[str, str]:
-    """(prompt style, staining) the model was trained with."""
-    style = ((meta.get("config") or {}).get("data") or {}).get("prompt_style", "paper")
-    return style, meta.get("staining", "H&E")
-
-
-def tissue_for(sample: Sample, meta: dict) -> str:
+def tissue_for(sample: Sample, card) -> str:
     """The sample's tissue when the model knows it, else the model's first tissue."""
-    tissues = list(meta.get("tissues") or [])
-    if sample.tissue in tissues or not tissues:
+    if sample.tissue in card.tissues or not card.tissues:
         return sample.tissue
-    return tissues[0]
+    return card.default_tissue
 
 
-def generate_from_layout(model, meta, sample: Sample, index: int, *, seed: int, n: int = 1,
-                         sampler: str = "fast", steps: int | None = None, guidance: float = 2.0,
-                         device: str = "cpu") -> tuple[list[Sample], PointTable, str]:
-    """Draw ``n`` pairs from a (size-fitted) sample's point table; return (pairs, points, prompt)."""
-    from ..engine.pipeline.generate import generate, model_vocabulary, run_to_end
-    from ..prompts import prompt_for_points
-
-    vocabulary = model_vocabulary(meta)
-    points = sample.point_table()
-    tissue = tissue_for(sample, meta)
-    style, staining = prompt_settings(meta)
-    own_seed = sample_seed(seed, index)
-    prompt = prompt_for_points(points, vocabulary, tissue, style=style, staining=staining,
-                               rng=np.random.default_rng([int(seed), int(index)]))
-    pairs = run_to_end(generate(model, meta, points, sample.shape, prompt=prompt, tissue=tissue,
-                                sampler=sampler, steps=steps, guidance=guidance, seed=own_seed,
-                                n=n, device=device))
-    return pairs, points, prompt
-
-
-def layout_pairs(model, meta, dataset, total: int, notes: list[str], **generation):
+def layout_pairs(pipe, dataset, total: int, notes: list[str], *, seed: int, n: int = 1):
     """Pairs drawn from the layouts of the first ``total`` samples, one sample at a time.
 
-    Yields ``(sample, pairs, points, prompt)``, the sample cropped to the UNet's size multiple (a note
-    on each crop goes to ``notes``); ``generation`` is passed to :func:`generate_from_layout`.
+    Yields ``(sample, pairs, points)``, the sample cropped to the UNet's size multiple (a note on each
+    crop goes to ``notes``). Sample i's k-th pair is pair ``i * n + k`` of the base ``seed`` (one
+    seed rule for every command: :mod:`napari_cosynth.seeds`), with a prompt built from its points.
     """
     for i in range(total):
-        sample, note = crop_to_multiple(dataset[i], model.size_multiple)
+        sample, note = crop_to_multiple(dataset[i], pipe.size_multiple)
         if note:
             notes.append(note)
-        yield (sample, *generate_from_layout(model, meta, sample, i, **generation))
+        points = sample.point_table()
+        pairs = pipe(points, size=sample.shape, tissue=tissue_for(sample, pipe.card), seed=seed, n=n,
+                     first_index=i * n)
+        yield sample, pairs, points
 
 
 def _class_counts(classes: np.ndarray, vocabulary: Vocabulary) -> dict[str, int]:
@@ -228,9 +197,7 @@ def adherence_report(
     format: str,
     *,
     magnification: float | None = None,
-    sampler: str = "fast",
-    steps: int | None = None,
-    guidance: float = 2.0,
+    settings=None,
     seed: int = 0,
     limit: int | None = None,
     out=None,
@@ -241,14 +208,15 @@ def adherence_report(
     Parameters
     ----------
     model_path : str or path-like
-        ``"default"`` or a checkpoint folder.
+        ``"default"``, a checkpoint folder or a training run folder.
     data, format : path-like, str
         The dataset and its reader's format (samples with masks or points-only).
     magnification : float, optional
         Resample the data to this magnification; default the model's. Also sets the pairing radius.
-    sampler, steps, guidance : see :func:`napari_cosynth.engine.pipeline.generate.generate`.
+    settings : SamplerSettings, optional
+        The sampler (the pipeline's default when omitted).
     seed : int
-        Run seed; sample ``i`` is generated with :func:`sample_seed` ``(seed, i)``.
+        Base seed; sample ``i``'s pair is pair ``i`` of it (:func:`napari_cosynth.seeds.pair_seed`).
     limit : int, optional
         Score only the first ``limit`` samples.
     out : path-like, optional
@@ -266,13 +234,12 @@ def adherence_report(
     """
     if limit is not None and limit < 1:
         raise CosynthError(f"--limit must be a positive number of samples, got {limit}")
-    model, meta, vocabulary, mag, dataset = load_for_evaluation(model_path, data, format,
-                                                               magnification, device)
+    pipe, mag, dataset = load_for_evaluation(model_path, data, format, magnification, device, settings)
+    vocabulary = pipe.vocabulary
     total = len(dataset) if limit is None else min(limit, len(dataset))
     notes: list[str] = []
-    model_mag = meta.get("magnification")
-    if model_mag is not None and float(model_mag) != mag:
-        notes.append(f"data resampled to {mag:g}x, not the model's {float(model_mag):g}x")
+    if pipe.card.magnification != mag:
+        notes.append(f"data resampled to {mag:g}x, not the model's {pipe.card.magnification:g}x")
     true_tables, pred_tables, rows = [], [], []
     real_sem, gen_sem = [], []
     real_counts = dict.fromkeys(vocabulary.nucleus_classes, 0)
@@ -281,9 +248,8 @@ def adherence_report(
     pairs_dir = Path(out) / "pairs" if out is not None else None
     if pairs_dir is not None and pairs_dir.exists() and any(pairs_dir.iterdir()):
         raise CosynthError(f"{pairs_dir} already holds pairs; give an empty or new --out folder")
-    generated = layout_pairs(model, meta, dataset, total, notes, seed=seed, sampler=sampler, steps=steps,
-                             guidance=guidance, device=device)
-    for i, (sample, pairs, points, prompt) in enumerate(generated):
+    generated = layout_pairs(pipe, dataset, total, notes, seed=seed)
+    for i, (sample, pairs, points) in enumerate(generated):
         pair = pairs[0]
         # pair.point_table() would return the input points it was drawn from: score what was drawn.
         drawn = centroid_table(pair.instances, pair.classes)
@@ -299,7 +265,7 @@ def adherence_report(
             gen_counts[name] += k
         rows.append({
             "name": sample.name, "size": list(sample.shape), "seed": pair.provenance["seed"],
-            "prompt": prompt, "n_real": len(points), "n_generated": len(drawn),
+            "prompt": pair.provenance["prompt"], "n_real": len(points), "n_generated": len(drawn),
             "f_d": one["f_d"], "acc": one["acc"],
             "nuclei_pixel_share": {"real": _share(real_sem[-1:]) if sample.has_masks else None,
                                    "generated": _share([pair.semantic])},
@@ -331,13 +297,11 @@ def adherence_report(
     report = {
         "measurement": "adherence",
         "model": str(model_path),
-        "model_id": meta.get("model_id", "unknown"),
+        "model_id": pipe.card.model_id,
         "data": str(data),
         "format": format,
         "magnification": mag,
-        "sampler": sampler,
-        "steps": pairs[0].provenance["steps"] if total else steps,
-        "guidance": float(guidance),
+        **pipe.settings.provenance(pipe.card.timesteps),
         "seed": int(seed),
         "n_samples": total,
         "detection": detection,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from ..atomic import write_text
 from ..bulk.sources import LayoutSource
 from ..errors import CosynthError, DatasetError
 from ..jsonio import read_json
+from ..progress import relay
 from ..sample import PointTable, Vocabulary
 from .downstream_plan import (
     PLAN_FILE,
@@ -51,13 +52,18 @@ LAYOUT_MODEL = "layout-model.json"
 
 @dataclass
 class Synthesiser:
-    """The joint model of the synthetic arm, as ``cli.generate.load_for_generation`` returns it."""
+    """The joint model of the synthetic arm and the canvas of its pairs (``cli.generate.load_pipeline``)."""
 
-    model: object
-    meta: dict
-    vocabulary: Vocabulary
-    magnification: float
+    pipe: object  # CoSynthPipeline
     shape: tuple[int, int]
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self.pipe.vocabulary
+
+    @property
+    def magnification(self) -> float:
+        return self.pipe.card.magnification
 
 
 @dataclass
@@ -83,20 +89,6 @@ class _Context:
     synthesiser: Synthesiser | None
     device: str
     test_samples: dict = field(default_factory=dict)
-
-
-def relay(generator: Generator, wrap: Callable) -> Generator:
-    """Yield ``wrap(item)`` for every item ``generator`` yields; return what it returns.
-
-    How a long job built from other long jobs (a bulk generation, segmenter trainings) reports their
-    progress as its own: ``result = yield from relay(inner, to_my_progress)``.
-    """
-    while True:
-        try:
-            item = next(generator)
-        except StopIteration as stop:
-            return stop.value
-        yield wrap(item)
 
 
 # --------------------------------------------------------------------------------- synthetic pairs
@@ -147,10 +139,12 @@ def _synthesise(ctx: _Context, fraction: float, subset: list[str], n: int, done:
 
     folder = ctx.out / fraction_dir(fraction)
     source = _layout_source(ctx, folder, subset)
+    from ..engine.pipeline.settings import SamplerSettings
+
     synth, plan = ctx.synthesiser, ctx.plan
-    run = generate_dataset(synth.model, synth.meta, source, folder / SYNTHETIC_DIR, n, shape=synth.shape,
-                           base_seed=plan.synthetic_seed, sampler=plan.sampler, steps=plan.sampler_steps,
-                           guidance=plan.guidance, device=ctx.device)
+    pipe = synth.pipe.with_settings(SamplerSettings(plan.sampler, plan.sampler_steps, plan.guidance))
+    run = generate_dataset(pipe, source, folder / SYNTHETIC_DIR, n, shape=synth.shape,
+                           base_seed=plan.synthetic_seed)
     name = f"fraction {fraction:g}"
     yield DownstreamProgress(done, total, name, f"synthetic pairs 0/{n}")
     yield from relay(run, lambda p: DownstreamProgress(done, total, name, f"synthetic pairs {p.postfix()}"))
@@ -192,7 +186,8 @@ def _score(ctx: _Context, checkpoint: Path) -> dict:
 def _run(ctx: _Context, fraction: float, arm: str, seed: int, subset: list[str], extras: list,
          done: int, total: int):
     """Train, score and record one (fraction, arm, seed) run; a generator returning its result."""
-    from ..segmenter.train import latest_checkpoint, list_checkpoints, train_segmenter
+    from ..segmenter.model import latest_checkpoint, list_checkpoints
+    from ..segmenter.train import train_segmenter
 
     folder = ctx.out / run_dir(fraction, arm, seed)
     name = f"fraction {fraction:g}, {arm}, seed {seed}"
@@ -238,7 +233,7 @@ def _plan_record(ctx: _Context, subsets: dict, n_tiles: int, n_pairs: dict) -> d
     segmenter = {k: v for k, v in ctx.config.to_dict().items() if k not in ("seed", "steps", "colour_augment")}
     record.update(
         magnification=ctx.magnification, steps=ctx.steps, segmenter=segmenter,
-        model_id=synth.meta.get("model_id", "unknown") if synth else None,
+        model_id=synth.pipe.card.model_id if synth else None,
         canvas=list(synth.shape) if synth else None, tiles=n_tiles,
         subsets=[{"fraction": f, "samples": len(s), "synthetic_pairs": n_pairs.get(f), "names": s}
                  for f, s in subsets.items()],

@@ -24,9 +24,7 @@ def grid_report(
     n: int = 4,
     pairs_per_layout: int = 2,
     magnification: float | None = None,
-    sampler: str = "fast",
-    steps: int | None = None,
-    guidance: float = 2.0,
+    settings=None,
     seed: int = 0,
     device: str = "cpu",
 ) -> Generator:
@@ -47,13 +45,12 @@ def grid_report(
         raise CosynthError(f"--n and --pairs-per-layout must be positive, got {n} and {pairs_per_layout}")
     if Path(out).suffix.lower() != ".png":
         raise CosynthError(f"{out}: the grid is a PNG; give a file name ending in .png")
-    model, meta, vocabulary, _mag, dataset = load_for_evaluation(model_path, data, format,
-                                                                magnification, device)
+    pipe, _mag, dataset = load_for_evaluation(model_path, data, format, magnification, device, settings)
+    vocabulary = pipe.vocabulary
     total = min(n, len(dataset))
     rows, notes = [], []
-    generated = layout_pairs(model, meta, dataset, total, notes, seed=seed, n=pairs_per_layout,
-                             sampler=sampler, steps=steps, guidance=guidance, device=device)
-    for i, (sample, pairs, _points, _prompt) in enumerate(generated):
+    generated = layout_pairs(pipe, dataset, total, notes, seed=seed, n=pairs_per_layout)
+    for i, (sample, pairs, _points) in enumerate(generated):
         rows.append((sample, pairs))
         yield AdherenceProgress(i + 1, total, sample.name)
     grid = compose_grid(rows, vocabulary)

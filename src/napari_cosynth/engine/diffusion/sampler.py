@@ -168,7 +168,7 @@ def sample(
     steps: int | None = None,
     guidance: float = 1.0,
     eta: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     known: dict | None = None,
     preview_every: int = 0,
     schedule=None,
@@ -195,9 +195,10 @@ def sample(
         Classifier-free guidance scale; 1 = off (CoSyn samples with 2).
     eta : float, optional
         DDIM's noise scale in [0, 1] (``"ddim"`` and ``"fast"`` only; 0 when omitted).
-    generator : torch.Generator, optional
+    generator : torch.Generator or list of B, optional
         Every random draw comes from it: the same seed, device and settings give identical output.
-        A fresh randomly seeded generator when omitted.
+        With one generator per pair, pair i's draws come from generator i only, so a pair is the same
+        whichever batch it is drawn in. A fresh randomly seeded generator when omitted.
     known : dict, optional
         Maps to hold fixed: any of ``"image"`` (B, 3, H, W) and ``"distance"`` (B, 1, H, W) in
         [-1, 1], ``"labels"`` (B, H, W) int64, and ``"mask"``: where to hold them, everywhere when
@@ -257,6 +258,8 @@ def sample(
     if generator is None:
         generator = torch.Generator()
         generator.seed()
+    elif isinstance(generator, (list, tuple)) and len(generator) != b:
+        raise CosynthError(f"{len(generator)} random generators for a batch of {b} pairs; give one or {b}")
 
     device = next(model.parameters()).device
     n_classes = int(model.n_classes)
@@ -294,7 +297,7 @@ class _Plan:
     timesteps: list[int]
     solver: object  # a .solvers solver, fresh for this run (multistep solvers keep a history)
     guidance: float
-    generator: torch.Generator
+    generator: torch.Generator | list[torch.Generator]
     known: dict
     preview_every: int
     schedule: NoiseSchedule

@@ -22,21 +22,29 @@ from diffusers import DDPMScheduler
 from ...errors import ConfigError, CosynthError
 
 
-def draw_normal(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+def draw_normal(shape, generator, device) -> torch.Tensor:
     """Standard normal noise drawn from ``generator`` on its own device, then moved to ``device``.
 
     Drawing on the generator's device keeps a seed's stream the same whichever device the model is on.
+    ``generator`` may be a list with one generator per row of the batch (``shape[0]`` of them): row i is
+    then drawn from generator i alone, so a pair's noise does not depend on the batch it is drawn in.
     """
-    if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+    return _draw(torch.randn, shape, generator, device)
 
 
-def draw_uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Uniform [0, 1) noise drawn like :func:`draw_normal`."""
+def draw_uniform(shape, generator, device) -> torch.Tensor:
+    """Uniform [0, 1) noise drawn like :func:`draw_normal` (one generator, or one per row)."""
+    return _draw(torch.rand, shape, generator, device)
+
+
+def _draw(fn, shape, generator, device) -> torch.Tensor:
     if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+        return fn(shape, device=device)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.cat([fn((1, *shape[1:]), generator=g, device=g.device).to(device) for g in generator])
+    return fn(shape, generator=generator, device=generator.device).to(device)
 
 
 # Names a config may use -> diffusers' beta_schedule names.
