@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
     during = gaps[at <= result_at[0]]  # ticks before the result arrived: the sampling phase
     showing = gaps[at > result_at[0]]
     result = {
-        "model": widget.loaded.model_id,
+        "model": widget.loaded.card.model_id,
         "device": widget.device_info.value,
         "canvas": [args.size, args.size],
         "steps": args.steps,

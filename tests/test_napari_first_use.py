@@ -98,14 +98,15 @@ def test_layout_stays_on_top_and_first_class_is_common(make_napari_viewer, qtbot
 
 
 def test_the_first_class_is_the_training_datas_most_frequent():
-    from napari_cosynth.napari.models import LoadedModel
+    """The widget's first class is the model card's ``common_class``."""
+    from napari_cosynth.engine.pipeline.card import ModelCard
 
-    def loaded(meta):
-        return LoadedModel(spec="m", model=None, meta=meta, vocabulary=CONSEP)
+    def card(**meta):
+        return ModelCard.from_meta({"classes": list(CONSEP.names), "config": {"data": {"path": "."}}, **meta})
 
     counts = {"other": 427, "inflammatory": 4477, "epithelial": 6565, "spindle-shaped": 6631}
-    assert loaded({"training_data": {"nuclei": counts}}).common_class == "spindle-shaped"
-    assert loaded({"training_data": {"nuclei": {**counts, "epithelial": 9000}}}).common_class == "epithelial"
-    assert loaded({}).common_class == "inflammatory"
-    assert loaded({"training_data": {"nuclei": "broken"}}).common_class == "inflammatory"
-    assert loaded({"training_data": "a path"}).common_class == "inflammatory"
+    assert card(training_data={"nuclei": counts}).common_class == "spindle-shaped"
+    assert card(training_data={"nuclei": {**counts, "epithelial": 9000}}).common_class == "epithelial"
+    assert card().common_class == "inflammatory"
+    assert card(training_data={"nuclei": "broken"}).common_class == "inflammatory"
+    assert card(training_data="a path").common_class == "inflammatory"

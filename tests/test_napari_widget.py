@@ -52,6 +52,25 @@ def click_and_wait(qtbot, widget, button):
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
 
 
+def same_pair_as_cosynth_generate(widget, layer, checkpoint, tmp_path):
+    """The seed rule: the widget's run with seed S is `cosynth generate --seed S` (pair 0 keeps S)."""
+    from napari_cosynth.cli.main import main
+    from napari_cosynth.data.points_csv import write_points_csv
+    from napari_cosynth.napari.points import points_from_layer
+
+    drawn = widget.runs[-1].sample
+    csv = tmp_path / "layout.csv"
+    write_points_csv(points_from_layer(layer, CONSEP), CONSEP, csv)
+    assert main(["generate", "--model", str(checkpoint), "--points", str(csv), "--size", "32", "32",
+                 "--steps", "4", "--seed", "7", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    (folder,) = list_pairs(tmp_path / "cli")
+    cli = read_sample(folder)
+    assert cli.provenance["seed"] == drawn.provenance["seed"] == 7
+    assert cli.provenance["prompt"] == drawn.provenance["prompt"]
+    np.testing.assert_array_equal(cli.image, drawn.image)
+    np.testing.assert_array_equal(cli.semantic, drawn.semantic)
+
+
 def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, errors):
     viewer, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
     assert widget.point_class.choices == CONSEP.nucleus_classes
@@ -88,6 +107,8 @@ def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_check
     assert list(instances.features["index"]) == list(range(1, n + 1))
     assert widget.seed_info.value == "seed used: 7"
     assert widget.device_info.value == "auto: cpu"
+    assert widget.prompt.value == widget.runs[-1].sample.provenance["prompt"]  # the box shows what ran
+    same_pair_as_cosynth_generate(widget, layer, tiny_checkpoint, tmp_path)
 
     # paint a nucleus of class 4 through napari's own tool API: it goes through undo history
     before = semantic.data.copy()
@@ -144,6 +165,9 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     widget.height.value = widget.width.value = 32
     widget.steps.value = 3
     click_and_wait(qtbot, widget, "generate")
+    # seed "random": the widget draws the base seed and the prompt box shows the prompt it ran with
+    assert widget.seed_info.value == f"seed used: {widget.runs[-1].sample.provenance['seed']}"
+    assert widget.prompt.value == widget.runs[-1].sample.provenance["prompt"]
     first = {layer.name: layer for layer in viewer.layers}
     data = {name: np.array(layer.data, copy=True) for name, layer in first.items()}
 
@@ -236,7 +260,7 @@ def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, err
     _, widget = viewer.window.add_plugin_dock_widget("napari-cosynth", "CoSynth")
     qtbot.waitUntil(lambda: widget.loaded is not None, timeout=WAIT_MS)
     assert errors == []
-    assert widget.loaded.meta["model_id"].startswith("default-step")
+    assert widget.loaded.card.model_id.startswith("default-step")
     assert (widget.height.value, widget.width.value) == (128, 128)  # the bundled model's canvas_size
     widget.height.value = widget.width.value = 64
     draw_layout(widget, {"spindle-shaped": [[20, 20], [40, 44]], "epithelial": [[12, 50]]})

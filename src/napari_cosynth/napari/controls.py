@@ -1,8 +1,9 @@
 """The widget's controls, by their stable names (``docs/napari.md`` documents each).
 
 Kept apart from the behaviour in :mod:`.widget` so the names, defaults and ranges that scripts and
-tests rely on are listed in one place, next to how the sampler controls become the engine's arguments
-(the same for a new run and a re-synthesis).
+tests rely on are listed in one place, next to how the controls become the pipeline's arguments (one
+:class:`~napari_cosynth.engine.pipeline.settings.SamplerSettings`, the same for a new run and a
+re-synthesis, and the base seed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from ..engine.device import DEVICE_CHOICES
 from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS, default_steps
+from ..engine.pipeline.settings import SamplerSettings
 from ..errors import CosynthError
 from ..limits import check_seed
 from .models import DEFAULT_MODEL
@@ -109,12 +111,13 @@ def parse_seed(value) -> int | None:
     return check_seed(seed)
 
 
-def sampler_kwargs(controls: Container) -> dict:
-    """The sampler, steps, guidance, seed and device controls as keyword arguments of the engine."""
-    steps = int(controls["steps"].value)
+def sampler_settings(controls: Container) -> SamplerSettings:
+    """The ``sampler``, ``steps`` and ``guidance`` controls as the pipeline's checked settings."""
     sampler = controls["sampler"].value
-    return {
-        "sampler": sampler, "steps": None if sampler == "reference" else steps,
-        "guidance": float(controls["guidance"].value), "seed": parse_seed(controls["seed"].value),
-        "device": controls["device"].value, "preview_every": max(1, steps // N_PREVIEWS),
-    }
+    steps = None if sampler == "reference" else int(controls["steps"].value)  # the reference takes all T
+    return SamplerSettings(sampler=sampler, steps=steps, guidance=float(controls["guidance"].value))
+
+
+def preview_every(controls: Container) -> int:
+    """Steps between two live previews: about :data:`N_PREVIEWS` per run."""
+    return max(1, int(controls["steps"].value) // N_PREVIEWS)

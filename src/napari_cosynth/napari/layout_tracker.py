@@ -3,7 +3,8 @@
 The user draws the layout in napari, so the widget cannot read it once at the start: it follows the
 chosen points layer (its clicks, its removal), keeps ``layout_info`` and the prompt in step with it,
 and sizes the canvas from what the user shows it. The canvas size comes from the user when they set
-it, else from a reference image they opened, else from the model's patch size.
+it, else from a reference image they opened, else from the model's canvas (``card.canvas``). The
+prompt it fills is the one the pipeline builds for the layout and the run's seed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..errors import CosynthError
+from .controls import parse_seed
 from .layers import role_of
 from .points import describe_layout, points_from_layer, points_layer_kwargs, set_default_class
 
@@ -27,6 +29,9 @@ def points_layers(viewer) -> list[tuple[str, object]]:
 class LayoutTracker:
     """The ``points_layer`` choice, the canvas (``height``, ``width``), ``layout_info`` and the prompt.
 
+    The prompt follows the layout, the ``tissue`` and the ``seed`` (whose shuffle of the classes it
+    shows; with ``seed`` = random, the last run's seed).
+
     Parameters
     ----------
     viewer : napari.Viewer
@@ -36,7 +41,7 @@ class LayoutTracker:
     prompter : PromptBox
         Refilled when the layout, its classes or the tissue change.
     models : ModelSlot
-        The model whose classes the layout's points are read as.
+        The pipeline whose classes the layout's points are read as.
     """
 
     def __init__(self, viewer, controls, prompter, models):
@@ -44,6 +49,8 @@ class LayoutTracker:
         self.points_layer, self.point_class = controls["points_layer"], controls["point_class"]
         self.tissue, self.layout_info = controls["tissue"], controls["layout_info"]
         self.height, self.width = controls["height"], controls["width"]
+        self.seed = controls["seed"]
+        self.last_seed = 0  # the base seed of the latest run (what a "random" seed field shows)
         self.prompter = prompter
         self.models = models
         self._watched = None  # the points layer whose edits refresh the layout
@@ -57,6 +64,7 @@ class LayoutTracker:
         self.points_layer.changed.connect(self._on_points_layer)
         self.point_class.changed.connect(self._on_point_class)
         self.tissue.changed.connect(self.refresh_prompt)
+        self.seed.changed.connect(self.refresh_prompt)
         self.height.changed.connect(self._on_size_edited)
         self.width.changed.connect(self._on_size_edited)
         self._on_layers_changed()
@@ -91,17 +99,18 @@ class LayoutTracker:
 
     # --------------------------------------------------------------------------- following the user
 
-    def adopt(self, loaded) -> None:
-        """Offer a newly loaded model's classes and tissues, and fit the canvas to it."""
+    def adopt(self, pipe) -> None:
+        """Offer a newly loaded pipeline's classes and tissues, and fit the canvas to its model."""
+        card = pipe.card
         with self._quietly():
-            self.point_class.choices = list(loaded.vocabulary.nucleus_classes)
-            self.point_class.value = loaded.common_class
-            self.tissue.choices = list(loaded.tissues) or ["unknown"]
+            self.point_class.choices = list(card.vocabulary.nucleus_classes)
+            self.point_class.value = card.common_class
+            self.tissue.choices = list(card.tissues) or ["unknown"]
             for box in (self.height, self.width):
-                box.step = max(1, loaded.size_multiple)
-            if loaded.patch_size and not self._size_from_user and not self._reference_image():
-                self.height.value = self.width.value = loaded.patch_size
-        self.prompter.context_length = int(getattr(loaded.model.text, "context_length", 77))
+                box.step = max(1, pipe.size_multiple)
+            if not self._size_from_user and not self._reference_image():
+                self.height.value = self.width.value = card.canvas
+        self.prompter.context_length = int(pipe.model.text.context_length)
         self.refresh_layout()
         self.refresh_prompt()
 
@@ -125,27 +134,43 @@ class LayoutTracker:
             layers.move(layers.index(layer), len(layers))
 
     def refresh_layout(self, *_) -> None:
-        loaded = self.models.loaded
-        if loaded is None or self.points_layer.value is None:
-            self.layout_info.value = "" if loaded is None else "no points layer"
+        pipe = self.models.loaded
+        if pipe is None or self.points_layer.value is None:
+            self.layout_info.value = "" if pipe is None else "no points layer"
             return
         try:
-            self.layout_info.value = describe_layout(self.points(), loaded.vocabulary, self.canvas())
+            self.layout_info.value = describe_layout(self.points(), pipe.vocabulary, self.canvas())
         except CosynthError as err:
             self.layout_info.value = str(err)
 
     def refresh_prompt(self, *_) -> None:
-        """Fill the prompt from the layout's classes and the tissue, unless the user wrote one."""
-        loaded = self.models.loaded
-        if loaded is None:
+        """Fill the prompt from the layout's classes, the tissue and the seed, unless the user wrote one."""
+        pipe = self.models.loaded
+        if pipe is None:
             return
         try:
             points = self.points()
         except CosynthError:
             self.prompter.check()
             return
-        self.prompter.fill(points, loaded.vocabulary, self.tissue.value, loaded.prompt_style,
-                           loaded.staining)
+        self.prompter.fill(points, pipe.card, self.tissue.value, self._prompt_seed())
+
+    def prompt_for_run(self, seed: int) -> str | None:
+        """The prompt of a run with base ``seed``: the box refilled for that seed unless the user wrote one.
+
+        The filled text is what the pipeline would build for the pair (its pair 0 keeps the base
+        seed), so sending it changes nothing but shows the user the prompt the run uses.
+        """
+        self.last_seed = seed
+        self.refresh_prompt()
+        return self.prompter.text()
+
+    def _prompt_seed(self) -> int:
+        try:
+            seed = parse_seed(self.seed.value)
+        except CosynthError:  # being typed; refused with its message when a run starts
+            seed = None
+        return self.last_seed if seed is None else seed
 
     @contextmanager
     def _quietly(self):

@@ -8,9 +8,14 @@ dropped, so a slow checkpoint can never replace the one picked after it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import CosynthError
-from .models import DEFAULT_MODEL, LoadedModel, ModelCache, model_path
+from .models import DEFAULT_MODEL, ModelCache, auto_device, model_path
 from .worker import call_in_thread, describe_error
+
+if TYPE_CHECKING:
+    from ..engine.pipeline.pipeline import CoSynthPipeline
 
 
 class ModelSlot:
@@ -25,8 +30,9 @@ class ModelSlot:
     on_error : callable(str)
         Shows why a model could not be loaded.
 
-    ``on_ready(loaded)`` is called in the main thread once the chosen model is loaded, for the rest of
-    the widget to adapt to it (its classes, tissues, canvas size); the widget sets it.
+    ``on_ready(pipe)`` is called in the main thread once the chosen model's
+    :class:`~napari_cosynth.engine.pipeline.pipeline.CoSynthPipeline` is loaded, for the rest of the
+    widget to adapt to its card (classes, tissues, canvas size); the widget sets it.
     """
 
     def __init__(self, controls, cache: ModelCache, *, on_error):
@@ -35,8 +41,8 @@ class ModelSlot:
         self.steps = controls["steps"]
         self.cache = cache
         self.on_error = on_error
-        self.on_ready = lambda loaded: None
-        self.loaded: LoadedModel | None = None
+        self.on_ready = lambda pipe: None
+        self.loaded: CoSynthPipeline | None = None
         self._loaders = []  # a running worker whose Python object is collected loses its signals
         self.model.changed.connect(self._on_model_changed)
 
@@ -44,7 +50,7 @@ class ModelSlot:
         """Load the model named in ``model`` (at once if it is cached)."""
         self._on_model_changed()
 
-    def require_model(self) -> LoadedModel:
+    def require_model(self) -> CoSynthPipeline:
         if self.loaded is None:
             raise CosynthError(
                 f"the model {model_path(self.model.value)!r} is not loaded (yet): wait for it to "
@@ -57,28 +63,28 @@ class ModelSlot:
         self.loaded = None
         cached = self.cache.get(spec)
         if cached is not None:
-            self._model_ready(cached)
+            self._model_ready(spec, cached)
             return
         self.model_info.value = f"loading model {spec}..."
         holder = []
         worker = call_in_thread(
             lambda: self.cache.load(spec),
-            on_result=self._model_ready,
+            on_result=lambda pipe: self._model_ready(spec, pipe),
             on_error=lambda err: self._model_failed(spec, err),
             on_finished=lambda: self._loaders.remove(holder[0]),
         )
         holder.append(worker)
         self._loaders.append(worker)
 
-    def _model_ready(self, loaded: LoadedModel) -> None:
-        if model_path(self.model.value) != loaded.spec:
+    def _model_ready(self, spec: str, pipe: CoSynthPipeline) -> None:
+        if model_path(self.model.value) != spec:
             return  # the user picked another model while this one loaded
-        self.loaded = loaded
-        self.steps.max = loaded.timesteps
-        self.model_info.value = loaded.summary()
+        self.loaded = pipe
+        self.steps.max = pipe.card.timesteps
+        self.model_info.value = pipe.card.summary()
         if self.device.value == "auto":
-            self.device_info.value = f"auto: {loaded.auto_device}"
-        self.on_ready(loaded)
+            self.device_info.value = f"auto: {auto_device()}"
+        self.on_ready(pipe)
 
     def _model_failed(self, spec: str, err: BaseException) -> None:
         if model_path(self.model.value) != spec:

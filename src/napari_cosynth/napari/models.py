@@ -1,66 +1,25 @@
-"""The widget's loaded models: one load per checkpoint, shared by the loader and the generation workers.
+"""The widget's loaded models: one CoSynthPipeline per checkpoint, shared by the loader and the runs.
 
 Loading imports torch and reads the weights, so it always runs in a worker thread; the cache hands the
-same model to every later run. A lock keeps two workers (the widget's background load and an early
-click on ``generate``) from loading one checkpoint twice.
+same pipeline to every later run. A lock keeps two workers (the widget's background load and an early
+click on ``generate``) from loading one checkpoint twice. Everything the widget shows of a model (its
+classes, tissues, canvas, first class, one-line summary) is read from the pipeline's typed
+:class:`~napari_cosynth.engine.pipeline.card.ModelCard`.
+
+No torch at import: the widget module imports this one.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..sample import Vocabulary
+if TYPE_CHECKING:
+    from ..engine.pipeline.pipeline import CoSynthPipeline
 
 DEFAULT_MODEL = "default"
-CATCH_ALL = ("other", "others", "unknown", "miscellaneous")
-
-
-@dataclass
-class LoadedModel:
-    """A model, its checkpoint metadata and what the widget shows of it."""
-
-    spec: str
-    model: object
-    meta: dict
-    vocabulary: Vocabulary
-    tissues: tuple[str, ...] = ()
-    prompt_style: str = "paper"
-    staining: str = "H&E"
-    patch_size: int | None = None
-    size_multiple: int = 1
-    timesteps: int = 1000
-    auto_device: str = "cpu"  # what device "auto" resolves to on this machine
-
-    @property
-    def model_id(self) -> str:
-        return str(self.meta.get("model_id", self.spec))
-
-    @property
-    def common_class(self) -> str:
-        """The class a new layout starts with: the training data's most frequent one.
-
-        Models that recorded no counts fall back on the first class that is not a catch-all
-        ("other"), so that a first click is never the rarest class.
-        """
-        names = list(self.vocabulary.nucleus_classes)
-        record = self.meta.get("training_data")
-        counts = record.get("nuclei") if isinstance(record, dict) else None
-        known = {n: counts[n] for n in names
-                 if isinstance(counts, dict) and isinstance(counts.get(n), (int, float))}
-        if known:
-            return max(known, key=known.get)
-        return next((n for n in names if n.lower() not in CATCH_ALL), names[0])
-
-    def summary(self) -> str:
-        """One line for the widget, e.g. 'default: 4 classes, colon, 20x'."""
-        parts = [f"{len(self.vocabulary.nucleus_classes)} classes"]
-        if self.tissues:
-            parts.append(", ".join(self.tissues[:3]) + (" ..." if len(self.tissues) > 3 else ""))
-        if self.meta.get("magnification"):
-            parts.append(f"{float(self.meta['magnification']):g}x")
-        return f"{self.model_id}: " + ", ".join(parts)
 
 
 def model_path(spec: str | Path) -> str:
@@ -76,19 +35,27 @@ def model_path(spec: str | Path) -> str:
     return text
 
 
+@functools.cache
+def auto_device() -> str:
+    """What ``device: auto`` resolves to on this machine (probes CUDA: call it in a worker thread)."""
+    from ..engine.device import resolve_device
+
+    return str(resolve_device("auto"))
+
+
 class ModelCache:
-    """The loaded checkpoint, by model name or path (the latest one only, to bound memory)."""
+    """The loaded pipeline, by model name or path (the latest one only, to bound memory)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._models: dict[str, LoadedModel] = {}
+        self._pipelines: dict[str, CoSynthPipeline] = {}
 
-    def get(self, spec: str) -> LoadedModel | None:
-        """The loaded model for ``spec`` if it was loaded already (never loads)."""
-        return self._models.get(model_path(spec))
+    def get(self, spec: str) -> CoSynthPipeline | None:
+        """The pipeline of ``spec`` if it was loaded already (never loads)."""
+        return self._pipelines.get(model_path(spec))
 
-    def load(self, spec: str) -> LoadedModel:
-        """Load ``spec`` on the CPU (once); the engine moves it to the run's device.
+    def load(self, spec: str) -> CoSynthPipeline:
+        """Load ``spec`` on the CPU (once); each run moves it to the device the widget names.
 
         Raises
         ------
@@ -96,33 +63,13 @@ class ModelCache:
             Missing bundled model, a file that is not a safe checkpoint, weights that do not match
             their config: the engine's messages, which say what to do.
         """
+        from ..engine.pipeline.pipeline import CoSynthPipeline
+
         key = model_path(spec)
         with self._lock:
-            if key not in self._models:
-                loaded = _load(key)
-                # One model at a time: a run in progress keeps its own reference to its model.
-                self._models = {key: loaded}
-            return self._models[key]
-
-
-def _load(spec: str) -> LoadedModel:
-    from ..engine.networks.checkpoint import load_model, resolve_model
-    from ..engine.device import resolve_device
-    from ..engine.pipeline.generate import default_canvas, model_vocabulary
-
-    model, meta = load_model(resolve_model(spec), device="cpu")
-    config = meta.get("config") or {}
-    multiple = getattr(model, "size_multiple", 1)
-    return LoadedModel(
-        spec=spec,
-        model=model,
-        meta=meta,
-        vocabulary=model_vocabulary(meta),
-        tissues=tuple(meta.get("tissues") or ()),
-        prompt_style=str((config.get("data") or {}).get("prompt_style", "paper")),
-        staining=str(meta.get("staining", "H&E")),
-        patch_size=default_canvas(meta),
-        size_multiple=int(multiple() if callable(multiple) else multiple),
-        timesteps=int((config.get("diffusion") or {}).get("timesteps", 1000)),
-        auto_device=str(resolve_device("auto")),
-    )
+            if key not in self._pipelines:
+                pipe = CoSynthPipeline.from_pretrained(key, device="cpu")
+                auto_device()  # resolved here, off the main thread, for the widget's device line
+                # One model at a time: a run in progress keeps its own reference to its pipeline.
+                self._pipelines = {key: pipe}
+            return self._pipelines[key]

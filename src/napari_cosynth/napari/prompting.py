@@ -1,13 +1,14 @@
 """The prompt box: filled from the layout's classes and the tissue until the user writes their own.
 
-The text stays editable. Once the user changes it, the widget stops refilling it (clearing it hands it
-back); its token count is shown, and a prompt longer than the text encoder's context is flagged
-before a run is started (the engine refuses such a prompt rather than cutting it).
+The filled text is the very prompt the pipeline builds for the layout and the run's seed (the class
+order of the paper's prompt is shuffled by the pair's seed), so a run from the filled box draws the
+same pair as ``cosynth generate --seed S`` with no ``--prompt``. The text stays editable. Once the
+user changes it, the widget stops refilling it (clearing it hands it back); its token count is shown,
+and a prompt longer than the text encoder's context is flagged before a run is started (the engine
+refuses such a prompt rather than cutting it).
 """
 
 from __future__ import annotations
-
-from ..prompts import prompt_for_points
 
 
 class PromptBox:
@@ -31,13 +32,17 @@ class PromptBox:
         """The prompt to send (None: let the engine build one)."""
         return self.edit.value.strip() or None
 
-    def fill(self, points, vocabulary, tissue: str, style: str, staining: str) -> None:
-        """Write the prompt for ``points`` unless the user wrote one."""
+    def fill(self, points, card, tissue: str, seed: int) -> None:
+        """Write the pipeline's prompt for ``points`` and a pair of ``seed`` unless the user wrote one.
+
+        ``card`` is the loaded model's ModelCard (its classes, prompt style and stain). The seed stays
+        the same while the user clicks, so the text does not jump around.
+        """
         if not self.user_written:
-            # A fixed shuffle seed keeps the text still while the user clicks (the class order of
-            # the paper's prompt carries nothing the model was trained to read).
-            self.auto = prompt_for_points(points, vocabulary, tissue or "unknown", style=style,
-                                          staining=staining, rng=0)
+            # The engine's own rule, not a copy of it (its module is loaded with the model).
+            from ..engine.pipeline.conditions import prompts_for
+
+            self.auto = prompts_for(None, [points], card, tissue or "unknown", [seed])[0]
             self._setting = True
             try:
                 self.edit.value = self.auto

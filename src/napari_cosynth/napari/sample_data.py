@@ -38,27 +38,24 @@ def layout_sample() -> list[tuple]:
 def generated_pair_sample(steps: int | None = None) -> list[tuple]:
     """Sample data 'pair': the layout and the pair the bundled model draws from it (seed 0).
 
-    Takes a few seconds on a CPU. Raises the engine's CheckpointError, which says what to do, when
-    the bundled model is not installed.
+    The same pair as ``cosynth generate --model default --points resources/layout_colon_20x.csv
+    --size 128 128 --tissue colon --seed 0``. Takes a few seconds on a CPU. Raises the engine's
+    CheckpointError, which says what to do, when the bundled model is not installed.
 
     Parameters
     ----------
     steps : int, optional
-        Fast sampler steps (default: the engine's).
+        Sampler steps (default: the default sampler's).
     """
-    from ..engine.networks.checkpoint import load_model, resolve_model
-    from ..engine.pipeline.generate import generate as generate_pairs
-    from ..engine.pipeline.generate import model_vocabulary, run_to_end
+    from ..engine.pipeline.pipeline import CoSynthPipeline
     from ..errors import CosynthError
     from .layers import sample_to_layers
 
-    model, meta = load_model(resolve_model("default"))
-    vocabulary = model_vocabulary(meta)
-    if vocabulary != CONSEP:
+    pipe = CoSynthPipeline.from_pretrained("default")
+    if pipe.vocabulary != CONSEP:
         raise CosynthError(
-            f"the bundled model's classes ({', '.join(vocabulary.nucleus_classes)}) are not CoNSeP's, "
+            f"the bundled model's classes ({', '.join(pipe.vocabulary.nucleus_classes)}) are not CoNSeP's, "
             "which the sample layout uses"
         )
-    pair, = run_to_end(generate_pairs(model, meta, layout_points(), LAYOUT_SHAPE, tissue=LAYOUT_TISSUE,
-                                     seed=SAMPLE_SEED, steps=steps))
+    pair, = pipe(layout_points(), size=LAYOUT_SHAPE, tissue=LAYOUT_TISSUE, seed=SAMPLE_SEED, steps=steps)
     return layout_sample() + sample_to_layers(pair, prefix="sample pair", include_points=False)

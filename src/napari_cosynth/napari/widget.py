@@ -1,28 +1,36 @@
 """The CoSynth dock widget: draw a layout, prompt, generate, edit by hand, re-synthesise, export.
 
 The widget holds no generation logic. It converts napari layers to the core's types
-(:mod:`.points`, :mod:`.layers`), runs the engine's progress generators in a thread worker
-(:mod:`.worker`), shows results as runs of four layers (:mod:`.runs`) and writes curated pairs with
-the folder writer (:mod:`.export`). What follows the user's choices by itself, the model being
-loaded (:mod:`.model_slot`) and the layout being drawn (:mod:`.layout_tracker`), lives in two helpers
-the widget owns; here are the container, the buttons and the runs. Torch is imported only in worker
-threads, so opening the widget never blocks the viewer. Control names are stable (``widget.generate``,
-``widget.seed``...) so that scripts and tests can drive it; ``docs/napari.md`` lists them.
+(:mod:`.points`, :mod:`.layers`), runs the generator forms of the loaded
+:class:`~napari_cosynth.engine.pipeline.pipeline.CoSynthPipeline` (``pipe.generate``,
+``pipe.resynthesize_steps``) in a thread worker (:mod:`.worker`) with one
+:class:`~napari_cosynth.engine.pipeline.settings.SamplerSettings` built from its controls, shows
+results as runs of four layers (:mod:`.runs`) and writes curated pairs with the folder writer
+(:mod:`.export`). What follows the user's choices by itself, the model being loaded
+(:mod:`.model_slot`) and the layout being drawn (:mod:`.layout_tracker`), lives in two helpers the
+widget owns; here are the container, the buttons and the runs. Torch is imported only in worker
+threads, so opening the widget never blocks the viewer.
+
+The ``seed`` field is the base seed of :mod:`napari_cosynth.seeds`: a run's pair is pair 0 of that
+seed, the same pair ``cosynth generate --seed S`` draws from the same points, prompt and settings.
+Control names are stable (``widget.generate``, ``widget.seed``...) so that scripts and tests can drive
+it; ``docs/napari.md`` lists them.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QMessageBox, QVBoxLayout, QWidget
 
 from ..errors import CosynthError
-from .controls import MAX_WIDTH, REPLACE, build_controls, parse_seed, sampler_kwargs
+from .controls import MAX_WIDTH, REPLACE, build_controls, parse_seed, preview_every, sampler_settings
 from .export import export_pair
 from .layout_tracker import LayoutTracker, points_layers
 from .model_slot import ModelSlot
-from .models import LoadedModel, ModelCache
+from .models import ModelCache
 from .prompting import PromptBox
 from .runs import (
     Run,
@@ -34,6 +42,9 @@ from .runs import (
     update_meta,
 )
 from .worker import Runner, describe_error
+
+if TYPE_CHECKING:
+    from ..engine.pipeline.pipeline import CoSynthPipeline
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +108,11 @@ class CoSynthWidget(QWidget):
     # ------------------------------------------------------------------- the model and the layout
 
     @property
-    def loaded(self) -> LoadedModel | None:
-        """The chosen model once loaded (None while it loads, or when it failed)."""
+    def loaded(self) -> CoSynthPipeline | None:
+        """The chosen model's pipeline once loaded (None while it loads, or when it failed)."""
         return self.model_slot.loaded
 
-    def require_model(self) -> LoadedModel:
+    def require_model(self) -> CoSynthPipeline:
         return self.model_slot.require_model()
 
     def layout_points(self):
@@ -114,22 +125,28 @@ class CoSynthWidget(QWidget):
     # --------------------------------------------------------------------------------- generation
 
     def seed_value(self) -> int | None:
+        """The ``seed`` field as a base seed; None for ``random`` (raises CosynthError)."""
         return parse_seed(self.seed.value)
 
     def _on_generate(self) -> None:
         if self.busy:
             return
-        loaded = self.require_model()
+        pipe = self.require_model()
         points, shape = self.layout_tracker.points_for_run()
-        kwargs = dict(sampler_kwargs(self.controls), prompt=self.prompter.text(), tissue=self.tissue.value)
+        settings, every = sampler_settings(self.controls), preview_every(self.controls)
+        seed = self.seed_value()
+        if seed is None:  # drawn here, so that the prompt box can show the prompt this run uses
+            from ..seeds import new_seed
+
+            seed = new_seed()
+        prompt, tissue, device = self.layout_tracker.prompt_for_run(seed), self.tissue.value, self.device.value
         target = self._replace_target()
         number = self._next_run_number()
         name = f"cosynth {number}"
 
-        def make():
-            from ..engine.pipeline.generate import generate
-
-            return generate(loaded.model, loaded.meta, points, shape, **kwargs)
+        def make():  # in the worker thread: resolving the device may import torch
+            return pipe.to(device).generate(points, prompt=prompt, size=shape, seed=seed, tissue=tissue,
+                                            settings=settings, preview_every=every)
 
         def show(pairs):
             self._counter = number
@@ -201,22 +218,22 @@ class CoSynthWidget(QWidget):
     def _on_resynthesize(self) -> None:
         if self.busy:
             return
-        loaded = self.require_model()
+        pipe = self.require_model()
         run = self.current_run()
-        if run.sample.vocabulary != loaded.vocabulary:
+        if run.sample.vocabulary != pipe.vocabulary:
             raise CosynthError(
                 f"{run.name} has the classes {', '.join(run.sample.vocabulary.nucleus_classes)} but "
-                f"the model has {', '.join(loaded.vocabulary.nucleus_classes)}; choose its model"
+                f"the model has {', '.join(pipe.vocabulary.nucleus_classes)}; choose its model"
             )
         pair, edited = consistent_pair(run)
         if edited:  # the classes may have changed: let the engine build the prompt from them
             pair = pair.with_(provenance={k: v for k, v in pair.provenance.items() if k != "prompt"})
-        kwargs = dict(sampler_kwargs(self.controls), tissue=self.tissue.value)
+        settings, every = sampler_settings(self.controls), preview_every(self.controls)
+        seed, tissue, device = self.seed_value(), self.tissue.value, self.device.value
 
-        def make():
-            from ..engine.pipeline.generate import resynthesize
-
-            return resynthesize(loaded.model, loaded.meta, pair, target="image", **kwargs)
+        def make():  # in the worker thread: resolving the device may import torch
+            return pipe.to(device).resynthesize_steps(pair, target="image", tissue=tissue, seed=seed,
+                                                      settings=settings, preview_every=every)
 
         def show(new):
             with run.applying():

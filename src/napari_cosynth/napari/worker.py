@@ -1,18 +1,23 @@
 """Run one of the core's progress generators in a napari thread worker, with a progress bar.
 
-The core's long jobs (:func:`~napari_cosynth.engine.pipeline.generate.generate`, ``resynthesize``) are plain
-generators that yield after every sampler step. Here such a generator is created *inside* the worker
-thread (so importing torch and loading the model never block the viewer) and driven step by step;
-each yield is where :meth:`Task.cancel` can stop it, so a cancel lands within one step. The napari
-progress bar lives in the main thread and is advanced from the ``yielded`` signal.
+The core's long jobs (``CoSynthPipeline.generate``, ``CoSynthPipeline.resynthesize_steps``) are plain
+generators that yield a progress object after every sampler step (the protocol of
+:mod:`napari_cosynth.progress`: ``step``, ``total``, ``postfix()``). Here such a generator is created
+*inside* the worker thread (so importing torch and moving the model never block the viewer) and driven
+step by step; each yield is where :meth:`Task.cancel` can stop it, so a cancel lands within one step.
+The napari progress bar lives in the main thread and is advanced from the ``yielded`` signal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CosynthError
+from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..engine.pipeline.conditions import GenerationProgress
 
 
 class Task:
@@ -21,8 +26,8 @@ class Task:
     Parameters
     ----------
     make : callable
-        Called in the worker thread with no argument; returns a generator that yields objects with
-        ``step`` and ``total`` (and optionally ``preview``) and returns the result.
+        Called in the worker thread with no argument; returns a generator that yields
+        :class:`~napari_cosynth.progress.Progress` objects and returns the result.
     description : str
         Label of the progress bar.
     on_step : callable(progress)
@@ -59,14 +64,8 @@ class Task:
 
             # One torch thread unless the user set another count: engine/threads.py says why.
             use_generation_threads()
-            inner = make()
-            self._inner = inner
-            while True:
-                try:
-                    item = next(inner)
-                except StopIteration as stop:
-                    return stop.value
-                yield item
+            self._inner = make()
+            return (yield from self._inner)
 
         self.worker = work()
         # The bar starts indeterminate (model loading) and gets its total with the first step.
@@ -92,12 +91,11 @@ class Task:
         self.cancelled = True
         self.worker.quit()
 
-    def _on_yielded(self, item) -> None:
+    def _on_yielded(self, item: Progress) -> None:
         self._on_step(item)
-        total = int(getattr(item, "total", 0) or 0)
-        if total and self.bar.total != total:
-            self.bar.total = total
-        step = int(getattr(item, "step", 0) or 0)
+        if item.total and self.bar.total != item.total:
+            self.bar.total = int(item.total)
+        step = int(item.step)
         # Signals can arrive re-entrantly (see Runner._on_step): only ever move the bar forward.
         if step > self.steps_done:
             self.bar.update(step - self.steps_done)
@@ -116,6 +114,10 @@ class Task:
 
 class Runner:
     """The widget's jobs, one at a time: progress bar, live preview layer, busy state and cancel.
+
+    Its jobs are the pipeline's generator forms, which yield
+    :class:`~napari_cosynth.engine.pipeline.conditions.GenerationProgress` (the protocol's
+    ``step``, ``total`` and ``postfix()``, and a ``preview`` every few steps).
 
     Parameters
     ----------
@@ -138,7 +140,7 @@ class Runner:
         self.on_error = on_error
         self.on_layer_added = on_layer_added
         self.task: Task | None = None
-        self.last_step = None
+        self.last_step: GenerationProgress | None = None
         self.preview = None
 
     @property
@@ -146,7 +148,10 @@ class Runner:
         return self.task is not None
 
     def start(self, make: Callable[[], Generator], name: str, on_result: Callable[[Any], None]) -> None:
-        """Run ``make()``'s generator in a worker; ``on_result`` gets its return value."""
+        """Run ``make()``'s generator in a worker; ``on_result`` gets its return value.
+
+        ``make`` is called in the worker thread (it may import torch or move a model).
+        """
         import time
 
         self.last_step = None
@@ -171,13 +176,13 @@ class Runner:
             self.status.value = "cancelling after the current step..."
             self.task.cancel()
 
-    def _on_step(self, step, name: str) -> None:
+    def _on_step(self, step: GenerationProgress, name: str) -> None:
         # Adding a layer lets Qt deliver the worker's queued signals re-entrantly, so a handler can
         # see later steps, or the end of the job, before an earlier step's handler has returned.
         if self.task is None or (self.last_step is not None and step.step <= self.last_step.step):
             return
         self.last_step = step
-        self.status.value = f"{name}: step {step.step}/{step.total}"
+        self.status.value = f"{name}: {step.postfix()}"
         if step.preview is None:
             return
         image = step.preview["image"][0]
