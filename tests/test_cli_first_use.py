@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from napari_cosynth.cli.main import build_parser, drive_with_progress, main
+from napari_cosynth.cli.console import drive_with_progress
+from napari_cosynth.cli.main import build_parser, main
 from napari_cosynth.data.folder import list_pairs, read_sample
 
 
@@ -62,9 +63,12 @@ def test_layouts_sample_names_its_layout_model_and_says_to_fit_one(tmp_path, cap
     assert json.loads((tmp_path / "out" / "layouts.json").read_text())["model"] == str(fitted)
 
 
-class Step:
+class Step:  # the progress protocol of napari_cosynth.progress
     def __init__(self, step, total):
         self.step, self.total = step, total
+
+    def postfix(self) -> str:
+        return ""
 
 
 def _bar_lines(capsys) -> list[str]:

@@ -6,7 +6,8 @@ Under ``torchrun`` every process runs this same command; the ranks share the pai
 
 from __future__ import annotations
 
-from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER
+from .flags import device_flag, json_flag, model_flag, output_flag, quiet_flag, sampling_flags
 
 
 def register(subparsers) -> None:
@@ -16,33 +17,27 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "generate-dataset",
         help="generate N image-label pairs as a training set (resumable; torchrun shards it)",
+        parents=[model_flag(),
+                 sampling_flags(default=None, default_help=f"the folder's earlier run's sampler and "
+                                                           f"steps, else {DEFAULT_SAMPLER}"),
+                 device_flag(torchrun=True), output_flag("run folder (pairs/, manifest.json, exports)"),
+                 quiet_flag(), json_flag("print the summary as JSON")],
     )
-    p.add_argument("--model", default="default", help="'default', a checkpoint folder or a run folder")
     p.add_argument("--layouts", required=True,
                    help="a dataset path (with --format), 'hardcore', or generated:FITTED.json")
     p.add_argument("--format", default=None, help="dataset format of a --layouts path")
     # --pairs is the spelling to use under torchrun, whose own parser takes '--n' for an
     # abbreviation of its --nnodes/--nproc-per-node and refuses the command line.
     p.add_argument("--n", "--pairs", dest="n", type=int, required=True, help="number of pairs")
-    p.add_argument("--out", required=True, help="run folder (pairs/, manifest.json, exports)")
     p.add_argument("--export", default="folder",
                    help=f"comma-separated formats: {','.join(EXPORTS)} (the folder format is always written)")
     p.add_argument("--seed", type=int, default=None,
                    help="base seed (a resume reuses the folder's; drawn at random for a new folder)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="canvas size (default: the model's patch size)")
-    p.add_argument("--sampler", choices=SAMPLERS, default=None,
-                   help=f"see cosynth generate --help (default: the folder's earlier run's, else "
-                        f"{DEFAULT_SAMPLER})")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default: the folder's earlier run's, else the sampler's default)")
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--prompt", default=None, help="one prompt for every pair (built per layout if omitted)")
     p.add_argument("--tissue", default=None, help="tissue for built prompts (model's first if omitted)")
     p.add_argument("--batch", type=int, default=1, help="pairs per sampler batch (part of the recipe)")
-    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (torchrun sets ranks)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_generate_dataset)
 
 
@@ -50,7 +45,7 @@ def run_generate_dataset(args) -> int:
     """Handler of ``cosynth generate-dataset``."""
     from ..bulk.run import generate_dataset, parse_exports, read_recipe
     from ..bulk.sources import open_source
-    from .main import drive_with_progress, print_result
+    from .console import drive_with_progress, print_result
     from .generate import load_for_generation
     from ..engine.training.distributed import broadcast_int, init_distributed, shutdown
     from ..errors import CosynthError

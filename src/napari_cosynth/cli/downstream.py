@@ -7,7 +7,8 @@ model, drives the core generator with a progress bar and prints the table.
 from __future__ import annotations
 
 from ..data.registry import FORMATS
-from ..engine.diffusion.sampler_names import SAMPLERS
+from .console import drive_with_progress, print_result
+from .flags import device_flag, json_flag, output_flag, quiet_flag, sampling_flags
 
 
 def register(evaluate_subparsers) -> None:
@@ -16,7 +17,13 @@ def register(evaluate_subparsers) -> None:
         "downstream",
         help="train the segmenter on real / augmented / real+synthetic data at several training "
              "fractions and seeds; score each on the test split (resumable)",
+        parents=[sampling_flags(default="fast", default_help="fast, the sampler of the recorded experiments "
+                                                            "in docs/downstream.md"),
+                 device_flag(), output_flag("experiment folder; rerun the command to continue it"),
+                 quiet_flag(), json_flag("print the full report as JSON")],
     )
+    # Not the shared --model flag: no default, so that the synthetic arm never silently uses the
+    # bundled model (run_downstream asks for --model), and the other arms load none.
     p.add_argument("--model", default=None,
                    help="joint model of the synthetic arm: 'default', a checkpoint or a run folder")
     p.add_argument("--train", required=True, help="real training split")
@@ -45,31 +52,20 @@ def register(evaluate_subparsers) -> None:
     p.add_argument("--fit-iterations", type=int, default=4, help="simulation rounds of the layout model fit")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="synthetic canvas (default: the joint model's patch size)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="fast",
-                   help="see cosynth generate --help (default fast, the sampler of the recorded "
-                        "experiments in docs/downstream.md)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default 50 for 'fast', 20 for the solvers)")
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--out", required=True, help="experiment folder; rerun the command to continue it")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=cmd_downstream)
 
     r = evaluate_subparsers.add_parser(
         "downstream-report",
         help="one table and plot over downstream folders that ran different fractions (e.g. in parallel)",
+        parents=[output_flag("folder for report.json, report.md and downstream.png"),
+                 json_flag("print the full report as JSON")],
     )
     r.add_argument("folders", nargs="+", help="experiment folders (--out of cosynth evaluate downstream)")
-    r.add_argument("--out", required=True, help="folder for report.json, report.md and downstream.png")
-    r.add_argument("--json", action="store_true", help="print the full report as JSON")
     r.set_defaults(func=cmd_downstream_report)
 
 
 def cmd_downstream(args) -> int:
     """Handler of ``cosynth evaluate downstream``."""
-    from .main import drive_with_progress, print_result
     from ..engine.device import resolve_device
     from ..evaluate.downstream import Synthesiser, run_downstream
     from ..evaluate.downstream_plan import DownstreamPlan
@@ -108,7 +104,6 @@ def cmd_downstream_report(args) -> int:
     """Handler of ``cosynth evaluate downstream-report``."""
     from pathlib import Path
 
-    from .main import print_result
     from ..evaluate.downstream_report import merged_report, write_downstream_report
 
     report = merged_report(args.folders)

@@ -6,38 +6,37 @@ generators with a progress bar and print. Definitions and outputs: docs/evaluati
 
 from __future__ import annotations
 
+import argparse
+
 from ..data.registry import FORMATS
-from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS
+from .console import drive_with_progress, print_result
+from .flags import device_flag, json_flag, model_flag, output_flag, quiet_flag, sampling_flags
 
 
-def _add_generation_args(p) -> None:
-    p.add_argument("--model", required=True, help="'default', a checkpoint folder or a training run")
-    p.add_argument("--data", required=True, help="dataset whose layouts (point tables) are used")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--mag", type=float, default=None,
-                   help="resample the data to this magnification (default: the model's)")
-    p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                   help=f"see cosynth generate --help (default {DEFAULT_SAMPLER})")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default 20; 50 for 'fast'; the reference takes all 1000)")
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0, help="run seed; sample i uses a seed derived from it")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print JSON")
+def _generation_flags() -> list[argparse.ArgumentParser]:
+    """The flags of the measurements that generate pairs from a dataset's layouts (adherence, grid)."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", required=True, help="dataset whose layouts (point tables) are used")
+    data.add_argument("--format", required=True, choices=FORMATS)
+    data.add_argument("--mag", type=float, default=None,
+                      help="resample the data to this magnification (default: the model's)")
+    data.add_argument("--seed", type=int, default=0, help="run seed; sample i uses a seed derived from it")
+    return [model_flag(), data, sampling_flags(), device_flag(), quiet_flag(), json_flag()]
 
 
 def register(subparsers) -> None:
     """Add this module's subcommands to ``subparsers`` (an argparse sub-parser action)."""
     p = subparsers.add_parser(
-        "adherence", help="generate from each real layout; score the drawn nuclei against it (F_d, Acc, FSD)")
-    _add_generation_args(p)
+        "adherence", help="generate from each real layout; score the drawn nuclei against it (F_d, Acc, FSD)",
+        parents=[*_generation_flags(),
+                 output_flag("folder for the generated pairs, report.json, report.md and grid.png",
+                             required=False)])
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    p.add_argument("--out", default=None,
-                   help="folder for the generated pairs, report.json, report.md and grid.png")
     p.set_defaults(func=cmd_adherence)
 
-    p = subparsers.add_parser("fid", help="FID (and IS with Inception) of generated vs real images")
+    p = subparsers.add_parser(
+        "fid", help="FID (and IS with Inception) of generated vs real images",
+        parents=[output_flag("folder for report.json and report.md", required=False), json_flag()])
     p.add_argument("--real", required=True, help="real dataset")
     p.add_argument("--real-format", required=True, choices=FORMATS)
     p.add_argument("--fake", required=True, help="generated pairs")
@@ -46,15 +45,12 @@ def register(subparsers) -> None:
                    help="resample both sets to this magnification first (default: as read)")
     p.add_argument("--features", default="inception",
                    help="'inception' (cached weights), a path to the Inception-v3 weights file, or 'small'")
-    p.add_argument("--out", default=None, help="folder for report.json and report.md")
-    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_fid)
 
-    p = subparsers.add_parser("grid", help="PNG of real patches beside pairs generated from their layouts")
-    _add_generation_args(p)
+    p = subparsers.add_parser("grid", help="PNG of real patches beside pairs generated from their layouts",
+                              parents=[*_generation_flags(), output_flag("PNG file to write")])
     p.add_argument("--n", type=int, default=4, help="number of real patches (rows)")
     p.add_argument("--pairs-per-layout", type=int, default=2, help="generated pairs per row")
-    p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_grid)
 
     _register_realism(subparsers)
@@ -70,7 +66,6 @@ def _generation_kwargs(args) -> dict:
 
 
 def cmd_adherence(args) -> int:
-    from .main import drive_with_progress, print_result
     from .generate import resolve_checkpoint
     from ..evaluate.adherence import adherence_report
 
@@ -85,7 +80,6 @@ def cmd_adherence(args) -> int:
 
 
 def cmd_fid(args) -> int:
-    from .main import print_result
     from ..evaluate.fid import fid_report
 
     report = fid_report(args.real, args.real_format, args.fake, args.fake_format, features=args.features,
@@ -99,7 +93,6 @@ def cmd_fid(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from .main import drive_with_progress, print_result
     from .generate import resolve_checkpoint
     from ..evaluate.grid import grid_report
 
@@ -111,7 +104,8 @@ def cmd_grid(args) -> int:
 
 def _register_realism(subparsers) -> None:
     p = subparsers.add_parser(
-        "realism", help="two-sample classifier accuracy and segmenter-feature FD/KID, beside real-vs-real")
+        "realism", help="two-sample classifier accuracy and segmenter-feature FD/KID, beside real-vs-real",
+        parents=[output_flag("folder for report.json and report.md", required=False), json_flag()])
     p.add_argument("--real", required=True, help="real dataset")
     p.add_argument("--real-format", required=True, choices=FORMATS)
     p.add_argument("--fake", required=True, help="generated pairs (or any dataset)")
@@ -130,13 +124,10 @@ def _register_realism(subparsers) -> None:
     p.add_argument("--folds", type=int, default=5, help="folds of the two-sample test")
     p.add_argument("--epochs", type=int, default=12, help="training epochs of the two-sample classifier")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="folder for report.json and report.md")
-    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_realism)
 
 
 def cmd_realism(args) -> int:
-    from .main import print_result
     from ..evaluate.c2st import C2STSettings
     from ..evaluate.realism import realism_report
 

@@ -1,4 +1,4 @@
-"""``cosynth generate``: load a model, gather the layouts and prompts, drive generation, write pairs.
+"""``cosynth generate``: its flags; load a model, gather layouts and prompts, drive generation, write pairs.
 
 Kept apart from :mod:`napari_cosynth.cli.main` because it is the one subcommand with real assembly work
 (model resolution, layouts, seeds per pair); the generation itself is the engine's generator.
@@ -10,22 +10,42 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, SAMPLERS, SOLVERS, check_sampler
+from ..engine.diffusion.sampler_names import check_sampler
 from ..errors import CosynthError
+from .console import drive_with_progress
+from .flags import device_flag, model_flag, output_flag, quiet_flag, sampling_flags
 
 SAMPLER_FLAGS = {"sampler": "--sampler", "steps": "--steps", "eta": "--eta", "guidance": "--guidance"}
 
 
-def add_sampler_args(p, default: str = DEFAULT_SAMPLER) -> None:
-    """--sampler, --steps and --eta (check them with :func:`check_sampler_args`)."""
-    p.add_argument("--sampler", choices=SAMPLERS, default=default,
-                   help=f"{', '.join(SOLVERS)}: fast solvers; 'fast' = ddim with 50 steps (earlier "
-                        f"versions' sampler); 'reference' = CoSyn's 1000-step ancestral sampler "
-                        f"(default {default})")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default 20; 50 for 'fast'; the reference takes all 1000)")
-    p.add_argument("--eta", type=float, default=None,
-                   help="ddim only: noise scale in [0, 1] (0 = deterministic, the default)")
+def register(subparsers) -> None:
+    """Add ``cosynth generate`` to ``subparsers`` (an argparse sub-parser action)."""
+    p = subparsers.add_parser(
+        "generate", help="generate image-label pairs into a folder",
+        description="Generate image-label pairs (H&E image, semantic, distance and instance maps) with "
+                    "a joint diffusion model and write each into a new pair folder under --out. The "
+                    "layout is --points, or one drawn with the density and class mix of the model's "
+                    "training data; the prompt is --prompt, or one built from the layout's classes.",
+        parents=[model_flag(), sampling_flags(eta=True), device_flag(),
+                 output_flag("output folder (folder format); pairs are never overwritten"),
+                 quiet_flag("no progress bar and no line per pair")],
+    )
+    p.add_argument("--points", default=None, help="CSV point table: x,y,class (name or id)")
+    p.add_argument("--prompt", default=None, help="text prompt; built from the points if omitted")
+    p.add_argument("--tissue", default=None, help="tissue for the built prompt (model's first if omitted)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="canvas height and width in pixels, multiples of the model's size step (8 for "
+                        "the bundled model; default: the model's canvas, 128 128 for the bundled model)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (drawn and recorded if omitted)")
+    p.add_argument("--n", type=int, default=1,
+                   help="number of pairs (default 1); pair i uses seed --seed + i (and, without --points, "
+                        "its own drawn layout)")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args) -> int:
+    """Handler of ``cosynth generate``."""
+    return run_generate(args, drive_with_progress)
 
 
 def check_sampler_args(args) -> None:

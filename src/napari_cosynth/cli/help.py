@@ -1,10 +1,11 @@
-"""Help that every ``cosynth`` subcommand shares: the common flags' meaning, and descriptions.
+"""Help that every ``cosynth`` subcommand shares: descriptions, and the help of flags left without.
 
-A flag such as ``--device`` or ``--json`` means the same in every subcommand, so its help is written
-once here and :func:`complete_help` gives it to each such option that has none; a subcommand's
-one-line help becomes the description its ``--help`` shows, unless it has its own. What a subcommand
-means by its other options is written where it defines them; the tests check that no option of any
-subcommand is left without help.
+The shared flags (``--model``, the sampling flags, ``--device``, ``--out``, ``--quiet``, ``--json``)
+bring their help from :mod:`.flags`. :func:`complete_help` fills in the rest: a subcommand's one-line
+help becomes the description its ``--help`` shows, unless it has its own, and a ``--seed`` or a
+dataset ``--format`` (``--real-format`` ...) defined without help gets the common one here. What a
+subcommand means by its other options is written where it defines them; the tests check that no
+option of any subcommand is left without help.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from __future__ import annotations
 import argparse
 
 COMMON_HELP = {
-    "--device": "auto (a GPU if there is one, else the CPU), cuda, mps or cpu",
     "--seed": "random seed: the same seed gives the same result",
-    "--quiet": "no progress bar",
-    "--json": "print JSON",
     "--format": "dataset format",
-    "--sampler": "sampling method (see `cosynth generate --help` and docs/engine-diffusion.md)",
 }
 
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from ..data.registry import FORMATS
+from .console import print_result
+from .flags import json_flag, output_flag
 
 SIZES_FILE = "layouts.json"
 
@@ -15,18 +17,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("layouts", help="fit, sample and assess point layout models")
     sub = p.add_subparsers(dest="layouts_command", required=True)
 
-    f = sub.add_parser("fit", help="fit a marked Strauss hard-core process to a dataset split")
+    f = sub.add_parser("fit", help="fit a marked Strauss hard-core process to a dataset split",
+                       parents=[output_flag("layout model JSON to write"), json_flag()])
     f.add_argument("--data", required=True, help="dataset folder (a training split)")
     f.add_argument("--format", required=True, choices=FORMATS)
     f.add_argument("--mag", type=float, default=None, help="resample to this magnification first")
     f.add_argument("--radius", type=float, default=None, help="interaction radius in px (default: median NN distance)")
     f.add_argument("--iterations", type=int, default=4, help="simulation rounds refining the interactions")
     f.add_argument("--seed", type=int, default=0, help="random seed of the refining simulations (default 0)")
-    f.add_argument("--out", required=True, help="layout model JSON to write")
-    f.add_argument("--json", action="store_true", help="print JSON")
     f.set_defaults(func=cmd_fit)
 
-    s = sub.add_parser("sample", help="draw layouts from a fitted model as CSV point tables")
+    s = sub.add_parser("sample", help="draw layouts from a fitted model as CSV point tables",
+                       parents=[output_flag("folder for layout_00000.csv ..."), json_flag()])
     # Every other --model of cosynth is a diffusion model; this one is a fitted layout model.
     s.add_argument("--layout-model", "--model", dest="layout_model", required=True, metavar="FILE",
                    help="layout model JSON written by `cosynth layouts fit` (fit one first); "
@@ -38,18 +40,16 @@ def register(subparsers) -> None:
     s.add_argument("--mix", default=None, help="class shares, e.g. inflammatory=0.5,epithelial=0.5")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed gives the "
                                                        "same layouts")
-    s.add_argument("--out", required=True, help="folder for layout_00000.csv ...")
-    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_sample)
 
-    r = sub.add_parser("realism", help="compare generated layouts with real ones (NN distances, Ripley's L)")
+    r = sub.add_parser("realism", help="compare generated layouts with real ones (NN distances, Ripley's L)",
+                       parents=[json_flag()])
     r.add_argument("--real", required=True, help="dataset folder of real (held-out) layouts")
     r.add_argument("--format", required=True, choices=FORMATS)
     r.add_argument("--generated", required=True, help="folder of CSV point tables")
     r.add_argument("--mag", type=float, default=None, help="resample the real data to this magnification")
     r.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help=f"canvas of the CSVs (default: from {SIZES_FILE}, else the real data's)")
-    r.add_argument("--json", action="store_true", help="print JSON")
     r.set_defaults(func=cmd_realism)
 
 
@@ -71,7 +71,6 @@ def parse_mix_arg(text: str) -> dict[str, float]:
 
 
 def cmd_fit(args) -> int:
-    from .main import print_result
     from ..layouts.process import fit_strauss, save_model
     from ..layouts.real import layouts_from_dataset
 
@@ -93,7 +92,6 @@ def cmd_fit(args) -> int:
 
 def cmd_sample(args) -> int:
     from ..atomic import write_text
-    from .main import print_result
     from ..data.points_csv import write_points_csv
     from ..layouts.process import load_model, sample_layouts
 
@@ -128,7 +126,6 @@ def _layout_model_file(value: str) -> Path:
 
 
 def cmd_realism(args) -> int:
-    from .main import print_result
     from ..data.points_csv import read_points_csv
     from ..errors import DatasetError
     from ..jsonio import read_json

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..data.registry import FORMATS
+from .console import drive_with_progress, print_result
+from .flags import device_flag, json_flag, output_flag, quiet_flag
 
 
 def register(subparsers) -> None:
@@ -10,7 +12,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("segmenter", help="the nuclei segmentation + classification network")
     sub = p.add_subparsers(dest="segmenter_command", required=True, metavar="ACTION")
 
-    t = sub.add_parser("train", help="train the segmenter on annotated data (plus optional extra data)")
+    t = sub.add_parser("train", help="train the segmenter on annotated data (plus optional extra data)",
+                       parents=[output_flag("run folder (checkpoints, loss.csv, run.json)"), device_flag(),
+                                quiet_flag(), json_flag("print the result as JSON")])
     t.add_argument("--data", required=True, help="training dataset")
     t.add_argument("--format", required=True, choices=FORMATS)
     t.add_argument("--mag", type=float, default=None, help="resample every dataset to this magnification")
@@ -19,32 +23,29 @@ def register(subparsers) -> None:
     t.add_argument("--extra-format", action="append", default=[], metavar="F", choices=FORMATS,
                    help="format of each --extra, in order (default: folder)")
     t.add_argument("--config", required=True, help="YAML settings (see configs/segmenter-*.yaml)")
-    t.add_argument("--out", required=True, help="run folder (checkpoints, loss.csv, run.json)")
     t.add_argument("--steps", type=int, default=None, help="override the config's steps")
     t.add_argument("--seed", type=int, default=None, help="override the config's seed")
     t.add_argument("--colour-augment", action="store_true",
                    help="add colour jitter to the flips and rotations (conventional augmentation)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.set_defaults(func=cmd_segmenter_train)
 
-    q = sub.add_parser("predict", help="segment a dataset's images; write predicted pairs (folder format)")
+    q = sub.add_parser("predict", help="segment a dataset's images; write predicted pairs (folder format)",
+                       parents=[output_flag("new or empty output folder"), device_flag(),
+                                json_flag("print the result as JSON")])
+    # A segmenter, not a joint diffusion model: not the shared --model flag (no 'default' here).
     q.add_argument("--model", required=True, help="segmenter folder or training run folder")
     q.add_argument("--data", required=True, help="dataset whose images to segment")
     q.add_argument("--format", required=True, choices=FORMATS)
     q.add_argument("--mag", type=float, default=None, help="resample first (default: the segmenter's)")
-    q.add_argument("--out", required=True, help="new or empty output folder")
-    q.add_argument("--device", default="auto")
-    q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.set_defaults(func=cmd_segmenter_predict)
 
 
 def register_alignment(evaluate_subparsers) -> None:
     """Add ``cosynth evaluate alignment``."""
     s = evaluate_subparsers.add_parser(
-        "alignment", help="a real-trained segmenter scored on generated pairs vs on real test images"
+        "alignment", help="a real-trained segmenter scored on generated pairs vs on real test images",
+        parents=[device_flag(), json_flag("print the full report as JSON")],
     )
     s.add_argument("--segmenter", required=True, help="segmenter folder or training run folder")
     s.add_argument("--generated", required=True, help="generated pairs")
@@ -52,13 +53,10 @@ def register_alignment(evaluate_subparsers) -> None:
     s.add_argument("--real-test", required=True, help="real annotated test images")
     s.add_argument("--real-format", required=True, choices=FORMATS)
     s.add_argument("--mag", type=float, default=None, help="default: the segmenter's magnification")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--json", action="store_true", help="print the full report as JSON")
     s.set_defaults(func=cmd_evaluate_alignment)
 
 
 def cmd_segmenter_train(args) -> int:
-    from .main import drive_with_progress, print_result
     from ..errors import CosynthError
     from ..segmenter.config import SegmenterConfig
     from ..segmenter.train import train_segmenter
@@ -80,7 +78,6 @@ def cmd_segmenter_train(args) -> int:
 
 
 def cmd_segmenter_predict(args) -> int:
-    from .main import print_result
     from ..segmenter.predict import predict_dataset
 
     result = predict_dataset(args.model, args.data, args.format, args.out,
@@ -90,7 +87,6 @@ def cmd_segmenter_predict(args) -> int:
 
 
 def cmd_evaluate_alignment(args) -> int:
-    from .main import print_result
     from ..evaluate.alignment import alignment_report
 
     report = alignment_report(
