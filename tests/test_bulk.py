@@ -18,6 +18,7 @@ from napari_cosynth.data.folder import read_sample
 from napari_cosynth.data.registry import open_dataset
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.sample import PointTable
+from napari_cosynth.seeds import pair_seed
 
 TINY = ["--size", "32", "32", "--steps", "2", "--quiet"]
 
@@ -58,11 +59,12 @@ def test_batch_one_deals_pairs_round_robin():
 
 
 def test_seeds_are_deterministic_distinct_and_not_shifted():
-    seeds = [plan.derive_seed(5, i) for i in range(100)]
-    assert seeds == [plan.derive_seed(5, i) for i in range(100)]
+    seeds = [pair_seed(5, i) for i in range(100)]
+    assert seeds == [pair_seed(5, i) for i in range(100)]
     assert len(set(seeds)) == 100 and all(0 <= s < 2**63 for s in seeds)
+    assert seeds[0] == 5  # a single pair's seed is the one the user gave
     # base + i schemes make runs with neighbouring base seeds share pairs; this one does not.
-    assert plan.derive_seed(6, 0) != plan.derive_seed(5, 1)
+    assert pair_seed(6, 0) != pair_seed(5, 1)
 
 
 def test_bad_plans_are_refused():
@@ -116,9 +118,8 @@ def test_run_writes_pairs_manifest_and_exports(one_process):
     assert manifest["model_id"] == "tiny-test" and manifest["base_seed"] == 11
     assert manifest["layouts"]["kind"] == "hardcore" and manifest["steps"] == 2 and manifest["batch"] == 2
     assert [r["index"] for r in manifest["pairs"]] == list(range(5))
-    # Pairs 0 and 1 share a batch (batch 2), so a seed; pair 2 starts the next batch.
-    seeds = [r["seed"] for r in manifest["pairs"]]
-    assert seeds[0] == seeds[1] == plan.derive_seed(11, 0) and seeds[2] == plan.derive_seed(11, 2)
+    # Every pair its own seed, whatever batch it was drawn in.
+    assert [r["seed"] for r in manifest["pairs"]] == [pair_seed(11, i) for i in range(5)]
     assert all(r["prompt"] for r in manifest["pairs"])
     assert len(open_dataset(out / "pannuke", "pannuke")) == 5
     assert len(open_dataset(out / "lizard", "lizard")) == 5

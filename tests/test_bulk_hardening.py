@@ -21,9 +21,10 @@ from napari_cosynth.bulk import plan
 from napari_cosynth.bulk.run import RECIPE_FILE, generate_dataset
 from napari_cosynth.bulk.sources import open_source
 from napari_cosynth.cli.main import main
-from napari_cosynth.cli.generate import load_for_generation
 from napari_cosynth.data.folder import read_sample
 from napari_cosynth.data.hovernet_npy import HovernetNpyDataset
+from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
+from napari_cosynth.engine.pipeline.settings import SamplerSettings
 from napari_cosynth.errors import CosynthError
 
 TINY = ["--size", "32", "32", "--steps", "2", "--quiet"]
@@ -45,8 +46,8 @@ def seven_class_checkpoint(tiny_checkpoint, tmp_path_factory):
     """The tiny model's architecture with CoNSeP's 7 original classes: too many for PanNuke (5)."""
     import torch
 
-    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP_ORIGINAL
 
@@ -108,12 +109,12 @@ def test_a_pair_folder_without_meta_json_is_remade(tiny_checkpoint, tmp_path, ca
 @pytest.fixture
 def no_generation(monkeypatch):
     """Fail the test if a pair is drawn: the refusal must come before the work."""
-    import napari_cosynth.engine.pipeline.generate as engine
+    import napari_cosynth.bulk.run as bulk_run
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a pair was generated before --out was checked")
 
-    monkeypatch.setattr(engine, "run_to_end", forbidden)
+    monkeypatch.setattr(bulk_run, "run_to_end", forbidden)
 
 
 def test_an_out_path_through_a_file_is_refused_before_generation(tiny_checkpoint, tmp_path, capsys,
@@ -183,10 +184,9 @@ def test_a_full_disk_is_one_line_and_the_rerun_finishes(tiny_checkpoint, tmp_pat
 
 
 def _api_run(tiny_checkpoint, out, n, exports=("folder", "hovernet")):
-    model, meta, vocabulary, magnification, shape = load_for_generation(str(tiny_checkpoint), (32, 32), "cpu")
-    source = open_source("hardcore", None, meta=meta, vocabulary=vocabulary, shape=shape,
-                         magnification=magnification)
-    return generate_dataset(model, meta, source, out, n, shape=shape, base_seed=5, exports=exports, steps=2)
+    pipe = CoSynthPipeline.from_pretrained(tiny_checkpoint, settings=SamplerSettings(steps=2))
+    source = open_source("hardcore", None, card=pipe.card, shape=(32, 32))
+    return generate_dataset(pipe, source, out, n, shape=(32, 32), base_seed=5, exports=exports)
 
 
 def _finish(run) -> dict:

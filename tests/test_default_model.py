@@ -12,7 +12,7 @@ import pytest
 from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, read_sample
 from napari_cosynth.engine.networks.checkpoint import load_model, resolve_model
-from napari_cosynth.engine.pipeline.generate import generate, run_to_end
+from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.evaluate.adherence import score_centroids
 from napari_cosynth.labels.points import centroid_table
 from napari_cosynth.napari import sample_data
@@ -52,10 +52,9 @@ def test_default_model_draws_nuclei_where_the_points_are(default):
     With 20 fast steps the bundled model's F_d on this layout is well above the bound; an untrained or
     broken model (noise, or labels that ignore the point map) scores near 0.
     """
-    model, meta = default
     points = sample_data.layout_points()
-    (pair,) = run_to_end(generate(model, meta, points, sample_data.LAYOUT_SHAPE, tissue="colon", seed=0,
-                                  steps=20))
+    pipe = CoSynthPipeline.from_pretrained("default")
+    (pair,) = pipe(points, size=sample_data.LAYOUT_SHAPE, tissue="colon", seed=0, steps=20)
     drawn = centroid_table(pair.instances, pair.classes)
     scores = score_centroids([points], [drawn], CONSEP, 20.0)
     assert scores["f_d"] >= 0.75, scores

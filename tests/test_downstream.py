@@ -13,12 +13,12 @@ import pytest
 
 from napari_cosynth.bulk.sources import LayoutSource
 from napari_cosynth.cli.main import main
-from napari_cosynth.cli.generate import load_for_generation
-from napari_cosynth.engine.pipeline.generate import run_to_end
+from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.errors import CosynthError, DatasetError
-from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, relay, run_downstream
+from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, run_downstream
 from napari_cosynth.evaluate.downstream_plan import DownstreamPlan, choose_subsets, group_tiles, subset_size
 from napari_cosynth.evaluate.downstream_report import mean_sd, merged_report, paired_deltas, summarise
+from napari_cosynth.progress import relay, run_to_end
 from napari_cosynth.sample import PointTable
 from napari_cosynth.segmenter import SegmenterConfig
 from segmenter_fixtures import write_disc_dataset
@@ -45,7 +45,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthesiser(tiny_checkpoint):
-    return Synthesiser(*load_for_generation(str(tiny_checkpoint), (32, 32), "cpu"))
+    return Synthesiser(CoSynthPipeline.from_pretrained(tiny_checkpoint), (32, 32))
 
 
 def plan_for(data, **changes) -> DownstreamPlan:

@@ -9,18 +9,21 @@ from evaluate_fixtures import write_tiny_folder
 from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, write_sample
 from napari_cosynth.data.registry import open_dataset
-from napari_cosynth.engine.pipeline.generate import run_to_end
+from napari_cosynth.engine.pipeline.settings import SamplerSettings
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.evaluate.adherence import (
     AdherenceProgress,
     adherence_report,
     crop_to_multiple,
-    sample_seed,
     score_centroids,
 )
 from napari_cosynth.evaluate.report import flatten, markdown, write_report
+from napari_cosynth.progress import run_to_end
 from napari_cosynth.sample import Sample
+from napari_cosynth.seeds import pair_seed
 from napari_cosynth.vocabularies import CONSEP, PANNUKE
+
+TWO_STEPS, THREE_STEPS = SamplerSettings(steps=2), SamplerSettings(steps=3)
 
 
 def _in_unit(value):
@@ -35,7 +38,7 @@ def data(tmp_path):
 
 def test_report_is_complete_and_written(tiny_checkpoint, data, tmp_path):
     out = tmp_path / "out"
-    run = adherence_report(tiny_checkpoint, data, "folder", steps=3, seed=1, out=out)
+    run = adherence_report(tiny_checkpoint, data, "folder", settings=THREE_STEPS, seed=1, out=out)
     progress = []
     try:
         while True:
@@ -84,11 +87,11 @@ def test_report_is_complete_and_written(tiny_checkpoint, data, tmp_path):
 
 
 def test_same_seed_same_report_and_seeds_differ_per_sample(tiny_checkpoint, data):
-    a = run_to_end(adherence_report(tiny_checkpoint, data, "folder", steps=2, seed=5, limit=2))
-    b = run_to_end(adherence_report(tiny_checkpoint, data, "folder", steps=2, seed=5, limit=2))
+    a = run_to_end(adherence_report(tiny_checkpoint, data, "folder", settings=TWO_STEPS, seed=5, limit=2))
+    b = run_to_end(adherence_report(tiny_checkpoint, data, "folder", settings=TWO_STEPS, seed=5, limit=2))
     assert a["samples"] == b["samples"] and a["detection"] == b["detection"]
     assert a["n_samples"] == 2
-    assert a["samples"][0]["seed"] == sample_seed(5, 0) != sample_seed(5, 1) == a["samples"][1]["seed"]
+    assert a["samples"][0]["seed"] == pair_seed(5, 0) != pair_seed(5, 1) == a["samples"][1]["seed"]
 
 
 def test_real_points_against_themselves_score_perfectly(data):
@@ -105,7 +108,7 @@ def test_real_points_against_themselves_score_perfectly(data):
 
 def test_points_only_data_skips_fsd_and_says_so(tiny_checkpoint, tmp_path):
     data = write_tiny_folder(tmp_path / "pts", n=2, points_only=True)
-    report = run_to_end(adherence_report(tiny_checkpoint, data, "folder", steps=2))
+    report = run_to_end(adherence_report(tiny_checkpoint, data, "folder", settings=TWO_STEPS))
     assert report["fsd"] is None
     assert any("FSD" in n and "points only" in n for n in report["notes"])
     assert _in_unit(report["detection"]["f_d"])
@@ -131,16 +134,16 @@ def test_wrong_vocabulary_and_bad_limit_are_refused(tiny_checkpoint, tmp_path):
     inst[4:8, 4:8] = 1
     write_sample(Sample(np.zeros((32, 32, 3), np.uint8), inst, [1], PANNUKE, name="p"), tmp_path / "pn")
     with pytest.raises(CosynthError, match="not the model's"):
-        run_to_end(adherence_report(tiny_checkpoint, tmp_path / "pn", "folder", steps=2))
+        run_to_end(adherence_report(tiny_checkpoint, tmp_path / "pn", "folder", settings=TWO_STEPS))
     with pytest.raises(CosynthError, match="limit"):
         run_to_end(adherence_report(tiny_checkpoint, tmp_path / "pn", "folder", limit=0))
 
 
 def test_out_folder_with_pairs_is_not_mixed(tiny_checkpoint, data, tmp_path):
     out = tmp_path / "out"
-    run_to_end(adherence_report(tiny_checkpoint, data, "folder", steps=2, limit=1, out=out))
+    run_to_end(adherence_report(tiny_checkpoint, data, "folder", settings=TWO_STEPS, limit=1, out=out))
     with pytest.raises(CosynthError, match="already holds pairs"):
-        run_to_end(adherence_report(tiny_checkpoint, data, "folder", steps=2, limit=1, out=out))
+        run_to_end(adherence_report(tiny_checkpoint, data, "folder", settings=TWO_STEPS, limit=1, out=out))
 
 
 def test_cli_adherence_json(tiny_checkpoint, data, capsys):

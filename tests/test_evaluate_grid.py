@@ -10,9 +10,10 @@ from data_fixtures import disk_instances
 from evaluate_fixtures import write_tiny_folder
 from napari_cosynth.cli.main import main
 from napari_cosynth.data.registry import open_dataset
-from napari_cosynth.engine.pipeline.generate import run_to_end
+from napari_cosynth.engine.pipeline.settings import SamplerSettings
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.evaluate.grid import GAP, GROUP_GAP, compose_grid, contours, grid_report, overlay
+from napari_cosynth.progress import run_to_end
 from napari_cosynth.vocabularies import CONSEP, class_colors
 
 
@@ -24,7 +25,7 @@ def test_grid_report_writes_png_of_expected_size(tiny_checkpoint, tmp_path):
     data = write_tiny_folder(tmp_path / "data", shapes=[(32, 32), (32, 36)])
     out = tmp_path / "g.png"
     result = run_to_end(grid_report(tiny_checkpoint, data, "folder", out, n=5, pairs_per_layout=2,
-                                    steps=2))
+                                    settings=SamplerSettings(steps=2)))
     image = iio.imread(out)
     assert image.shape == (*_expected_size(2, 32, 36, 2), 3) == (result["height"], result["width"], 3)
     assert result["rows"] == 2 and result["columns"] == 8

@@ -6,7 +6,6 @@ check that came too late (or not at all) fails at once instead of hanging or all
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import typing
@@ -43,7 +42,7 @@ def no_work(monkeypatch):
     import napari_cosynth.data.stats
     import napari_cosynth.layouts.process
 
-    monkeypatch.setattr(napari_cosynth.cli.generate, "load_for_generation", _work_started)
+    monkeypatch.setattr(napari_cosynth.cli.generate, "load_pipeline", _work_started)
     monkeypatch.setattr(napari_cosynth.data.stats, "dataset_stats", _work_started)
     monkeypatch.setattr(napari_cosynth.layouts.process, "load_model", _work_started)
     monkeypatch.setattr(napari_cosynth.bulk.run, "generate_dataset", _work_started)
@@ -145,23 +144,23 @@ def test_the_configs_seeds_have_the_same_bound():
 
 
 def _float_keys(section_cls, prefix: str) -> list[str]:
-    from napari_cosynth.engine.config import _Section
+    from napari_cosynth.config_models import ConfigModel
 
     keys = []
-    hints = typing.get_type_hints(section_cls)
-    for f in dataclasses.fields(section_cls):
-        tp = hints[f.name]
-        if isinstance(tp, type) and issubclass(tp, _Section):
-            keys += _float_keys(tp, f"{prefix}.{f.name}")
+    for name, f in section_cls.model_fields.items():
+        tp = f.annotation
+        key = f"{prefix}.{name}" if prefix else name
+        if isinstance(tp, type) and issubclass(tp, ConfigModel):
+            keys += _float_keys(tp, key)
         elif float in (tp, *typing.get_args(tp)):
-            keys.append(f"{prefix}.{f.name}")
+            keys.append(key)
     return keys
 
 
 def _all_float_keys() -> list[str]:
-    from napari_cosynth.engine.config import _SECTIONS
+    from napari_cosynth.engine.config import CosynthConfig
 
-    return [k for name, cls in _SECTIONS.items() for k in _float_keys(cls, name)]
+    return _float_keys(CosynthConfig, "")
 
 
 def test_the_config_has_the_float_keys_the_issue_names():
@@ -182,8 +181,8 @@ def test_every_float_setting_refuses_non_finite_values(key, value):
 def test_yaml_nan_and_a_checkpoint_config_with_nan_are_refused(tmp_path, tiny_checkpoint):
     import shutil
 
-    from napari_cosynth.engine.networks.checkpoint import load_model
     from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.networks.checkpoint import load_model
     from napari_cosynth.segmenter.config import SegmenterConfig
 
     config = tmp_path / "c.yaml"
@@ -219,8 +218,8 @@ def _nan_weights(tiny_checkpoint, tmp_path) -> Path:
 
 
 def test_a_model_with_non_finite_weights_is_neither_loaded_nor_saved(tiny_checkpoint, tmp_path):
-    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 
     folder = _nan_weights(tiny_checkpoint, tmp_path)
     with pytest.raises(CheckpointError, match="not loaded: its weights are not finite"):
@@ -235,9 +234,9 @@ def test_a_model_with_non_finite_weights_is_neither_loaded_nor_saved(tiny_checkp
 
 
 def test_a_run_whose_loss_becomes_nan_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from napari_cosynth.engine.networks.checkpoint import load_model
-    from napari_cosynth.engine.finite import TrainingDivergedError
     from napari_cosynth.engine.diffusion.joint import JointDiffusion
+    from napari_cosynth.engine.finite import TrainingDivergedError
+    from napari_cosynth.engine.networks.checkpoint import load_model
     from napari_cosynth.engine.training.train import list_checkpoints, train
     from test_engine_train import tiny_config, write_tiny_consep
 
@@ -371,15 +370,14 @@ def test_every_number_flag_refuses_nan_and_infinity(argv, flag, tmp_path, capsys
 
 @pytest.mark.parametrize("seed", [-1, 2**64])
 def test_the_widget_and_the_python_api_use_the_same_seed_check(seed, tiny_checkpoint):
-    from napari_cosynth.engine.networks.checkpoint import load_model
-    from napari_cosynth.engine.pipeline.generate import generate
+    from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
     from napari_cosynth.napari.controls import parse_seed
     from napari_cosynth.sample import PointTable
 
     with pytest.raises(CosynthError, match="seed: a seed is a whole number from 0 to"):
         parse_seed(str(seed))
-    model, meta = load_model(tiny_checkpoint)
+    pipe = CoSynthPipeline.from_pretrained(tiny_checkpoint)
     points = PointTable([[8.0, 8.0]], [1])
     with pytest.raises(CosynthError, match="seed: a seed is a whole number from 0 to"):
-        generate(model, meta, points, (32, 32), seed=seed)
+        pipe.generate(points, size=(32, 32), seed=seed)
     assert parse_seed(str(2**63 - 1)) == 2**63 - 1
