@@ -46,7 +46,9 @@ def run_generate_dataset(args) -> int:
     from ..bulk.run import generate_dataset, parse_exports, read_recipe
     from ..bulk.sources import open_source
     from .console import drive_with_progress, print_result
-    from .generate import load_for_generation
+    from ..engine.threads import use_generation_threads
+    from ..seeds import new_seed
+    from .generate import load_pipeline
     from ..engine.training.distributed import broadcast_int, init_distributed, shutdown
     from ..errors import CosynthError
 
@@ -59,25 +61,24 @@ def run_generate_dataset(args) -> int:
         raise CosynthError(f"--seed must be >= 0, got {args.seed}")
     ctx = init_distributed(args.device)
     try:
-        model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, ctx.device)
         earlier = read_recipe(args.out)
+        # A rerun without --sampler continues the folder's run with its own sampler, steps and eta.
+        if args.sampler is None and earlier:
+            args.sampler = str(earlier["sampler"])
+            args.steps = earlier.get("steps") if args.steps is None else args.steps
+            args.eta = earlier.get("eta") if getattr(args, "eta", None) is None else args.eta
+        # The thread rule of `cosynth generate` and the widget: the same seed gives the same pair.
+        use_generation_threads(ctx.device)
+        pipe, shape = load_pipeline(args, ctx.device)
         base_seed = args.seed
         if base_seed is None:
-            base_seed = int(earlier["base_seed"]) if earlier else _random_seed()
-        # A rerun without --sampler continues the folder's run with its own sampler and steps.
-        sampler, steps = args.sampler, args.steps
-        if sampler is None:
-            sampler = str(earlier["sampler"]) if earlier else DEFAULT_SAMPLER
-            if steps is None and earlier and args.sampler is None:
-                steps = earlier.get("steps")
+            base_seed = int(earlier["base_seed"]) if earlier else new_seed()
         # Every rank must use rank 0's seed, drawn at random or not.
         base_seed = broadcast_int(base_seed, ctx)
-        source = open_source(args.layouts, args.format, meta=meta, vocabulary=vocabulary, shape=shape,
-                             magnification=magnification)
+        source = open_source(args.layouts, args.format, card=pipe.card, shape=shape)
         run = generate_dataset(
-            model, meta, source, args.out, args.n, shape=shape, base_seed=base_seed, exports=exports,
-            batch=args.batch, sampler=sampler, steps=steps, guidance=args.guidance,
-            prompt=args.prompt, tissue=args.tissue, device=ctx.device, ctx=ctx,
+            pipe, source, args.out, args.n, shape=shape, base_seed=base_seed, exports=exports,
+            batch=args.batch, prompt=args.prompt, tissue=args.tissue, ctx=ctx,
         )
         desc = f"rank {ctx.rank}/{ctx.world_size}" if ctx.distributed else "pairs"
         summary = drive_with_progress(run, desc, quiet=args.quiet or not ctx.is_main, unit="pair")
@@ -86,9 +87,3 @@ def run_generate_dataset(args) -> int:
     if ctx.is_main:
         print_result(summary, args.json)
     return 0
-
-
-def _random_seed() -> int:
-    import numpy as np
-
-    return int(np.random.SeedSequence().entropy % 2**62)

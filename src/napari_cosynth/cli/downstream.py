@@ -83,9 +83,9 @@ def cmd_downstream(args) -> int:
     device = str(resolve_device(args.device))
     synthesiser = None
     if args.model is not None:
-        from .generate import load_for_generation
+        from .generate import load_pipeline
 
-        synthesiser = Synthesiser(*load_for_generation(args.model, args.size, device))
+        synthesiser = Synthesiser(*load_pipeline(args, device))
     run = run_downstream(plan, config, args.out, synthesiser=synthesiser, device=device)
     report = drive_with_progress(run, "downstream", quiet=args.quiet or args.json)
     print_result(_short(report, args), args.json)

@@ -61,15 +61,22 @@ def register(subparsers) -> None:
 
 
 def _generation_kwargs(args) -> dict:
-    return {"magnification": args.mag, "sampler": args.sampler, "steps": args.steps,
-            "guidance": args.guidance, "seed": args.seed, "device": args.device}
+    """The settings of the measurements that draw pairs; sets the thread rule `cosynth generate` uses, so
+    that their pairs are the ones `cosynth generate` draws from the same layouts and seeds."""
+    from ..engine.device import resolve_device
+    from ..engine.pipeline.settings import SamplerSettings
+    from ..engine.threads import use_generation_threads
+
+    settings = SamplerSettings.from_args(args)
+    device = resolve_device(args.device)
+    use_generation_threads(device)
+    return {"magnification": args.mag, "settings": settings, "seed": args.seed, "device": device}
 
 
 def cmd_adherence(args) -> int:
-    from .generate import resolve_checkpoint
     from ..evaluate.adherence import adherence_report
 
-    run = adherence_report(resolve_checkpoint(args.model), args.data, args.format, limit=args.limit,
+    run = adherence_report(args.model, args.data, args.format, limit=args.limit,
                            out=args.out, **_generation_kwargs(args))
     report = drive_with_progress(run, "adherence", quiet=args.quiet or args.json, unit="pair")
     if not args.json:
@@ -93,10 +100,9 @@ def cmd_fid(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from .generate import resolve_checkpoint
     from ..evaluate.grid import grid_report
 
-    run = grid_report(resolve_checkpoint(args.model), args.data, args.format, args.out, n=args.n,
+    run = grid_report(args.model, args.data, args.format, args.out, n=args.n,
                       pairs_per_layout=args.pairs_per_layout, **_generation_kwargs(args))
     print_result(drive_with_progress(run, "grid", quiet=args.quiet or args.json, unit="pair"), args.json)
     return 0

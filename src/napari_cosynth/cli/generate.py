@@ -6,16 +6,9 @@ Kept apart from :mod:`napari_cosynth.cli.main` because it is the one subcommand 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
-from ..engine.diffusion.sampler_names import check_sampler
 from ..errors import CosynthError
 from .console import drive_with_progress
 from .flags import device_flag, model_flag, output_flag, quiet_flag, sampling_flags
-
-SAMPLER_FLAGS = {"sampler": "--sampler", "steps": "--steps", "eta": "--eta", "guidance": "--guidance"}
 
 
 def register(subparsers) -> None:
@@ -38,8 +31,9 @@ def register(subparsers) -> None:
                         "the bundled model; default: the model's canvas, 128 128 for the bundled model)")
     p.add_argument("--seed", type=int, default=None, help="random seed (drawn and recorded if omitted)")
     p.add_argument("--n", type=int, default=1,
-                   help="number of pairs (default 1); pair i uses seed --seed + i (and, without --points, "
-                        "its own drawn layout)")
+                   help="number of pairs (default 1); pair i uses the seed napari_cosynth.seeds.pair_seed(--seed, i) "
+                        "(pair 0: --seed itself) and, without --points, its own drawn layout: the same "
+                        "pair generate-dataset draws as pair i")
     p.set_defaults(func=cmd_generate)
 
 
@@ -48,73 +42,48 @@ def cmd_generate(args) -> int:
     return run_generate(args, drive_with_progress)
 
 
-def check_sampler_args(args) -> None:
-    """One clear error line naming the flag for a bad --sampler / --steps / --eta / --guidance."""
-    check_sampler(args.sampler, args.steps, getattr(args, "eta", None), args.guidance, flags=SAMPLER_FLAGS)
+def load_pipeline(args, device):
+    """The model of ``--model`` ('default', a checkpoint or a training run folder) with the sampler of
+    the sampling flags, and the canvas of ``--size`` (the model's when omitted).
 
-
-def resolve_checkpoint(model: str) -> Path:
-    """'default', a checkpoint folder, or a training run folder (its newest checkpoint)."""
-    from ..engine.networks.checkpoint import resolve_model
-    from ..engine.training.train import latest_checkpoint
-
-    path = Path(model).expanduser()
-    if (path / "checkpoints").is_dir():
-        newest = latest_checkpoint(path)
-        if newest is None:
-            raise CosynthError(f"{path} is a training run without a complete checkpoint yet")
-        return newest
-    return resolve_model(model)
-
-
-def load_for_generation(model_arg: str, size, device):
-    """(model, meta, vocabulary, magnification, shape): a model and the canvas it will draw on.
-
-    The canvas is ``size`` (H, W) when given, else the model's training patch size.
+    The flags are checked first (a bad one is refused in one line naming it), then the model is
+    loaded, then the canvas is checked against the UNet and the device's free memory.
     """
-    from ..engine.networks.checkpoint import load_model
-    from ..engine.pipeline.generate import default_canvas, model_vocabulary
+    from ..engine.pipeline.pipeline import CoSynthPipeline
+    from ..engine.pipeline.settings import SamplerSettings
     from ..limits import check_generation_memory
 
-    model, meta = load_model(resolve_checkpoint(model_arg), device=device)
-    magnification = float(meta.get("magnification") or 40.0)
-    if size is not None:
-        shape = tuple(size)
-    else:
-        shape = (default_canvas(meta),) * 2
-    check_generation_memory(shape, model.config.base_channels, device)
-    return model, meta, model_vocabulary(meta), magnification, shape
+    settings = SamplerSettings.from_args(args)
+    pipe = CoSynthPipeline.from_pretrained(args.model, device=device, settings=settings)
+    shape = pipe.canvas(args.size)
+    pipe.model.check_size(*shape)
+    check_generation_memory(shape, pipe.model.config.base_channels, pipe.device)
+    return pipe, shape
 
 
 def run_generate(args, drive) -> int:
     from ..data.folder import write_sample
     from ..data.points_csv import read_points_csv
     from ..engine.device import resolve_device
-    from ..engine.pipeline.generate import generate
     from ..engine.threads import use_generation_threads
-    from ..layouts.hardcore import layout_like_training_data
+    from ..seeds import new_seed
 
-    check_sampler_args(args)
-    device = resolve_device(args.device)
-    use_generation_threads(device)
-    model, meta, vocabulary, magnification, shape = load_for_generation(args.model, args.size, device)
     if args.n < 1:
         raise CosynthError(f"--n must be at least 1, got {args.n}")
-    base_seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**62)
-    points = read_points_csv(args.points, vocabulary) if args.points else None
+    device = resolve_device(args.device)
+    use_generation_threads(device)
+    pipe, shape = load_pipeline(args, device)
+    base_seed = args.seed if args.seed is not None else new_seed()
+    points = read_points_csv(args.points, pipe.vocabulary) if args.points else None
 
     written = []
     for i in range(args.n):
-        # One seed per pair, derived from the base seed, so pair i is the same in any batch.
-        seed = base_seed + i
-        layout = points if points is not None else layout_like_training_data(
-            meta.get("training_data"), vocabulary, shape, magnification, rng=seed)
-        run = generate(model, meta, layout, shape, prompt=args.prompt, tissue=args.tissue,
-                       sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta,
-                       seed=seed, device=device)
+        # Pair i of the base seed, one at a time: the same pair `generate-dataset` and the pipeline draw.
+        run = pipe.generate(points, prompt=args.prompt, tissue=args.tissue, size=shape, seed=base_seed,
+                            first_index=i)
         (pair,) = drive(run, f"pair {i + 1}/{args.n}", quiet=args.quiet)
         pair.provenance["layout"] = str(args.points) if points is not None else "hardcore (training density)"
-        path = write_sample(pair, args.out, name=f"pair-{seed}")
+        path = write_sample(pair, args.out, name=pair.name)
         written.append(path)
         if not args.quiet:
             print(f"{path}  ({pair.n_nuclei} nuclei; prompt: {pair.provenance['prompt']!r})")
