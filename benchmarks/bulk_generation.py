@@ -57,24 +57,18 @@ def main(argv=None) -> int:
 
     import torch
 
+    from napari_cosynth import CoSynthPipeline, SamplerSettings
     from napari_cosynth.bulk import generate_dataset, open_source
-    from napari_cosynth.cli.generate import resolve_checkpoint
-    from napari_cosynth.engine.networks.checkpoint import load_model
-    from napari_cosynth.engine.device import resolve_device
-    from napari_cosynth.engine.pipeline.generate import default_canvas, model_vocabulary
 
-    device = resolve_device(args.device)
-    model, meta = load_model(resolve_checkpoint(args.model), device=device)
-    side = default_canvas(meta)  # the bundled model trains on 64 px crops but draws 128 px pairs
-    shape = tuple(args.size) if args.size else (side, side)
-    magnification = float(meta.get("magnification") or 40.0)
-    source = open_source(args.layouts, args.format, meta=meta, vocabulary=model_vocabulary(meta),
-                         shape=shape, magnification=magnification)
+    settings = SamplerSettings(sampler="fast", steps=args.steps)
+    pipe = CoSynthPipeline.from_pretrained(args.model, device=args.device, settings=settings)
+    device = pipe.device
+    shape = pipe.canvas(args.size)  # the bundled model trains on 64 px crops but draws 128 px pairs
+    source = open_source(args.layouts, args.format, card=pipe.card, shape=shape)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or os.path.join(tmp, "run")
-        run = generate_dataset(model, meta, source, out, args.n, shape=shape, base_seed=0,
-                               exports=args.export.split(","), batch=args.batch, steps=args.steps,
-                               device=device)
+        run = generate_dataset(pipe, source, out, args.n, shape=shape, base_seed=0,
+                               exports=args.export.split(","), batch=args.batch)
         rss = []
         start = time.perf_counter()
         try:
@@ -87,13 +81,13 @@ def main(argv=None) -> int:
             summary = stop.value
         seconds = time.perf_counter() - start
     result = {
-        "model": meta.get("model_id", "unknown"),
+        "model": pipe.card.model_id,
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cpu": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "size": list(shape),
-        "steps": run_steps(meta, args.steps),
+        "steps": settings.resolved_steps(pipe.card.timesteps),
         "batch": args.batch,
         "pairs": summary["written"],
         "seconds": round(seconds, 2),
@@ -105,12 +99,6 @@ def main(argv=None) -> int:
     }
     print(json.dumps(result, indent=2))
     return 0
-
-
-def run_steps(meta: dict, steps: int | None) -> int:
-    from napari_cosynth.engine.pipeline.generate import _resolved_steps
-
-    return _resolved_steps("fast", steps, meta)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ pair in its points.csv, ``report.json``) plus ``timing.json`` from step 1. Print
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
@@ -34,17 +33,13 @@ import numpy as np
 def cmd_run(args) -> int:
     import torch
 
-    from napari_cosynth.cli.generate import resolve_checkpoint
-    from napari_cosynth.engine.pipeline import generate as generate_module
+    from napari_cosynth import SamplerSettings
     from napari_cosynth.evaluate.adherence import adherence_report
 
     torch.set_num_threads(args.threads)
-    if args.eta is not None:
-        # adherence_report takes no eta; the evaluation reaches generate through this module attribute.
-        generate_module.generate = functools.partial(generate_module.generate, eta=args.eta)
-    run = adherence_report(resolve_checkpoint(args.model), args.data, args.format, sampler=args.sampler,
-                           steps=args.steps, guidance=args.guidance, seed=args.seed, limit=args.limit,
-                           out=args.out, device="cpu")
+    settings = SamplerSettings(args.sampler, args.steps, args.guidance, args.eta)
+    run = adherence_report(args.model, args.data, args.format, settings=settings, seed=args.seed,
+                           limit=args.limit, out=args.out, device="cpu")
     seconds, last = [], time.perf_counter()
     while True:
         try:
@@ -67,12 +62,11 @@ def cmd_speed(args) -> int:
     """Seconds per 128 x 128 pair of every candidate, in one process, round-robin on one layout."""
     import torch
 
-    from napari_cosynth.cli.generate import load_for_generation
-    from napari_cosynth.engine.pipeline.generate import generate, run_to_end
+    from napari_cosynth import CoSynthPipeline, SamplerSettings
     from napari_cosynth.sample import PointTable
 
     torch.set_num_threads(args.threads)
-    model, meta, *_ = load_for_generation(args.model, (128, 128), torch.device("cpu"))
+    pipe = CoSynthPipeline.from_pretrained(args.model)
     points = PointTable([[20.0, 30.0], [60.0, 70.0], [100.0, 40.0], [90.0, 100.0], [30.0, 100.0]],
                         [1, 2, 3, 4, 2])
     candidates = [c.split(":") for c in args.candidates]  # sampler:steps[:eta]
@@ -80,8 +74,8 @@ def cmd_speed(args) -> int:
     for r in range(args.repeats + 1):  # round 0 warms up
         for key, (sampler, steps, *eta) in zip(args.candidates, candidates):
             start = time.perf_counter()
-            run_to_end(generate(model, meta, points, (128, 128), sampler=sampler, steps=int(steps),
-                                eta=float(eta[0]) if eta else None, seed=1))
+            settings = SamplerSettings(sampler, int(steps), eta=float(eta[0]) if eta else None)
+            pipe(points, size=(128, 128), settings=settings, seed=1)
             if r:
                 seconds[key].append(round(time.perf_counter() - start, 3))
     print(json.dumps({"threads": args.threads, "seconds": seconds,

@@ -39,7 +39,7 @@ def _machine() -> dict:
 
 
 def _load(args):
-    from napari_cosynth.engine.networks.checkpoint import load_model
+    from napari_cosynth import CoSynthPipeline
 
     if args.config:
         import tempfile
@@ -56,10 +56,8 @@ def _load(args):
         model = CoSynNet(config.model, config.text, CONSEP.n_classes)
         folder = save_model(os.path.join(tempfile.mkdtemp(), "bench"), model, config,
                             {"classes": list(CONSEP.names), "tissues": ["colon"]})
-        return load_model(folder, device=args.device)
-    from napari_cosynth.cli.generate import resolve_checkpoint
-
-    return load_model(resolve_checkpoint(args.model), device=args.device)
+        return CoSynthPipeline.from_pretrained(folder, device=args.device)
+    return CoSynthPipeline.from_pretrained(args.model, device=args.device)
 
 
 def _one_sampling(args) -> dict:
@@ -69,25 +67,19 @@ def _one_sampling(args) -> dict:
 
     import torch
 
-    from napari_cosynth.engine.pipeline.generate import generate, model_vocabulary, run_to_end
-    from napari_cosynth.layouts.hardcore import layout_like_training_data
-
-    model, meta = _load(args)
-    size = args.size
-    vocabulary = model_vocabulary(meta)
-    mag = float(meta.get("magnification") or 20.0)
-    points = layout_like_training_data(meta.get("training_data"), vocabulary, (size, size), mag, rng=0)
-    steps = args.steps if args.kind == "fast" else None
+    from napari_cosynth import SamplerSettings
     from napari_cosynth.sample import PointTable
 
-    run_to_end(generate(model, meta, PointTable.empty(), (32, 32), sampler="fast",
-                        steps=2, guidance=args.guidance, seed=0, device=args.device))
+    pipe = _load(args)
+    size = args.size
+    points = pipe.layouts((size, size), seed=0)[0]
+    steps = args.steps if args.kind == "fast" else None
+    pipe(PointTable.empty(), size=(32, 32), settings=SamplerSettings("fast", 2, args.guidance), seed=0)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    run_to_end(generate(model, meta, points, (size, size), sampler=args.kind, steps=steps,
-                        guidance=args.guidance, seed=0, device=args.device))
+    pipe(points, size=(size, size), settings=SamplerSettings(args.kind, steps, args.guidance), seed=0)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     out = {"sampler": args.kind, "size": size, "steps": steps or "all",
