@@ -39,10 +39,9 @@ class PromptBox:
         the same while the user clicks, so the text does not jump around.
         """
         if not self.user_written:
-            # The engine's own rule, not a copy of it (its module is loaded with the model).
-            from ..engine.pipeline.conditions import prompts_for
-
-            self.auto = prompts_for(None, [points], card, tissue or "unknown", [seed])[0]
+            # The pipeline's own rule (ModelCard.prompt_for), not a copy of it; an empty tissue is the
+            # model's first, as in generation.
+            self.auto = card.prompt_for(points, tissue or None, seed)
             self._setting = True
             try:
                 self.edit.value = self.auto

@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...errors import CheckpointError
 from ...labels.instances import SeparationParams
-from ...sample import Vocabulary
+from ...prompts import prompt_for_points
+from ...sample import PointTable, Vocabulary
 from ..config import CosynthConfig
 
 # Classes a new layout should not start with when the model recorded no class counts.
@@ -110,6 +113,14 @@ class ModelCard:
         if known:
             return max(known, key=known.get)
         return next((n for n in names if n.lower() not in CATCH_ALL), names[0])
+
+    def prompt_for(self, points: PointTable, tissue: str | None = None, seed: int = 0) -> str:
+        """The prompt a pair drawn with ``seed`` gets when none is given: its layout's classes (in an
+        order shuffled by the seed), the tissue (the model's first when omitted) and the stain, in
+        the model's prompt style. The widget's prompt box shows this very text."""
+        return prompt_for_points(points, self.vocabulary, tissue or self.default_tissue,
+                                 style=self.prompt_style, staining=self.staining,
+                                 rng=np.random.default_rng([int(seed), 0]))
 
     def summary(self) -> str:
         """One line for the widget, e.g. 'default-step6000: 4 classes, colon, 20x'."""

@@ -15,7 +15,6 @@ import torch
 
 from ...errors import CosynthError
 from ...progress import relay
-from ...prompts import prompt_for_points
 from ...sample import PointTable, Vocabulary
 from ..diffusion.sampler import SampleOutput
 from .card import ModelCard
@@ -79,11 +78,7 @@ def prompts_for(prompt, tables: list[PointTable], card: ModelCard, tissue: str, 
             if not isinstance(p, str):
                 raise CosynthError(f"a prompt must be text, got {type(p).__name__}")
         return prompts
-    return [
-        prompt_for_points(t, card.vocabulary, tissue, style=card.prompt_style, staining=card.staining,
-                          rng=np.random.default_rng([seed, 0]))
-        for t, seed in zip(tables, seeds)
-    ]
+    return [card.prompt_for(t, tissue, seed) for t, seed in zip(tables, seeds)]
 
 
 # ------------------------------------------------------------------------------------------ conditions
