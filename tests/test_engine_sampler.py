@@ -10,16 +10,16 @@ import torch
 from torch import nn
 
 from model_fixtures import small_cosynnet
-from napari_cosynth.engine.networks.model import Conditions, ModelOutput
 from napari_cosynth.engine.diffusion.sampler import (
     SampleOutput,
     SamplerStep,
     _predict,
-    drain,
     sample,
 )
 from napari_cosynth.engine.diffusion.schedule import NoiseSchedule
+from napari_cosynth.engine.networks.model import Conditions, ModelOutput
 from napari_cosynth.errors import CosynthError
+from napari_cosynth.progress import run_to_end as drain
 
 K = 4
 

@@ -14,11 +14,12 @@ from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
 from napari_cosynth.cli.main import main
 from napari_cosynth.data.folder import list_pairs, read_sample
-from napari_cosynth.engine.diffusion.sampler import drain, sample
+from napari_cosynth.engine.diffusion.sampler import sample
 from napari_cosynth.engine.diffusion.sampler_names import SOLVERS, check_sampler
 from napari_cosynth.engine.diffusion.schedule import NoiseSchedule
 from napari_cosynth.engine.diffusion.solvers import make_solver
 from napari_cosynth.errors import CosynthError
+from napari_cosynth.progress import run_to_end as drain
 from test_engine_sampler import GaussianOracle, K, StandIn, _conds, _run, assert_returns_known_data
 
 MULTISTEP = ("dpm++2m", "dpm++2m-sde", "unipc")

@@ -1,5 +1,7 @@
-"""The ``cosynth`` command line: argument parsing only; every subcommand calls the core."""
+"""The ``cosynth`` command line (entry point ``napari_cosynth.cli.main:main``): argument parsing only;
+every subcommand calls the core.
 
-from .main import main
-
-__all__ = ["main"]
+``main.py`` builds the parser; ``flags.py`` holds the flags several subcommands share (argparse parent
+parsers); ``console.py`` the progress bar and result printing; one module per command family registers
+its subcommands (generate, bulk, evaluate, downstream, segmenter, layouts).
+"""

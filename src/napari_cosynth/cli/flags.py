@@ -24,9 +24,10 @@ from ..engine.diffusion.sampler_names import (
     SAMPLERS,
     SOLVERS,
 )
+from ..engine.pipeline.settings import SamplerSettings
 
 DEFAULT_MODEL = "default"
-DEFAULT_GUIDANCE = 2.0  # CoSyn's classifier-free guidance scale
+DEFAULT_GUIDANCE = SamplerSettings.guidance  # CoSyn's classifier-free guidance scale, as the pipeline's
 DEFAULT_DEVICE = "auto"
 
 MODEL_HELP = ("'default' (the bundled model), a checkpoint folder, or a training run folder (its "

@@ -59,6 +59,9 @@ class SamplerStep:
     total: int
     preview: dict | None = None
 
+    def postfix(self) -> str:
+        return f"step {self.step}/{self.total}"
+
 
 @dataclass
 class SampleOutput:
@@ -224,7 +227,7 @@ def sample(
     -------
     generator
         Yields :class:`SamplerStep` after every step and returns the :class:`SampleOutput` (as
-        ``StopIteration.value``); ``drain(sample(...))`` runs it to the end. The arguments are checked
+        ``StopIteration.value``); ``progress.run_to_end(sample(...))`` runs it to the end. The arguments are checked
         when ``sample`` is called, before the first step.
     """
     check_sampler(kind, None, eta)
@@ -376,12 +379,3 @@ def _loop(plan: _Plan) -> Generator[SamplerStep, None, SampleOutput]:
         distance=x_distance.clamp(-1.0, 1.0),
         labels=x_labels,
     )
-
-
-def drain(steps: Generator[SamplerStep, None, SampleOutput]) -> SampleOutput:
-    """Run a sampler generator to the end and return its :class:`SampleOutput`."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
