@@ -11,17 +11,10 @@ import pytest
 import torch
 
 from data_fixtures import write_consep
-from napari_cosynth.engine.training import state as st
 from napari_cosynth.engine.config import CosynthConfig
-from napari_cosynth.engine.training.data import (
-    _BALANCE_STREAM,
-    _CROP_STREAM,
-    CropDataset,
-    StepBatchSampler,
-    batch_keys,
-    check_classes,
-    order_index,
-)
+from napari_cosynth.engine.training import state as st
+from napari_cosynth.engine.training.crop_stream import StepBatchSampler, batch_keys, order_index
+from napari_cosynth.engine.training.data import _BALANCE_STREAM, _CROP_STREAM, CropDataset, check_classes
 from napari_cosynth.engine.training.train import (
     Trainer,
     TrainProgress,
@@ -140,7 +133,7 @@ def _dataset(samples=None, crop=32, seed=0, **kw):
 def test_crop_has_the_documented_tensors_and_ranges():
     item = _dataset()[(1, 5)]
     assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
-    assert -1 <= item["image"].min() and item["image"].max() <= 1
+    assert item["image"].min() >= -1 and item["image"].max() <= 1
     assert item["distance"].shape == (1, 32, 32)
     assert -1 <= item["distance"].min() <= item["distance"].max() <= 1
     assert item["labels"].shape == (32, 32) and item["labels"].dtype == torch.int64
@@ -326,7 +319,7 @@ def test_vocabulary_mismatch_is_refused_naming_the_key():
     other = _synthetic_samples(1)[0]
     other = Sample(other.image, other.instances, np.minimum(other.classes, 5), PANNUKE, name="p")
     with pytest.raises(ConfigError, match="data.classes"):
-        _dataset(_synthetic_samples(1) + [other])
+        _dataset([*_synthetic_samples(1), other])
 
 
 def test_points_only_samples_are_refused():

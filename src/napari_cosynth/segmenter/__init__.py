@@ -5,10 +5,10 @@ downstream experiments (does training on synthetic pairs help?). See docs/segmen
 """
 
 from .config import SegmenterConfig
-from .model import SegmenterNet, load_segmenter, save_segmenter
+from .model import SegmenterNet, latest_checkpoint, list_checkpoints, load_segmenter, save_segmenter
 from .predict import predict_dataset, predict_maps, predict_sample, predict_samples
 from .score import score_predictions
-from .train import SegmenterProgress, latest_checkpoint, list_checkpoints, train_segmenter
+from .train import SegmenterProgress, train_segmenter
 
 __all__ = [
     "SegmenterConfig", "SegmenterNet", "SegmenterProgress", "latest_checkpoint", "list_checkpoints",

@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, write_text
 from ..engine.finite import check_finite_weights
+from ..engine.training.run_folder import complete_checkpoints
+from ..engine.training.state import STATE_JSON, STATE_TENSORS
 from ..errors import CheckpointError
 from ..jsonio import read_json
 from ..sample import Vocabulary
@@ -29,6 +31,8 @@ from .config import SegmenterConfig
 
 WEIGHTS = "model.safetensors"
 META = "segmenter.json"
+# What every complete checkpoint of a segmenter run holds: a loadable segmenter and its training state.
+CHECKPOINT_FILES = (WEIGHTS, META, STATE_TENSORS, STATE_JSON)
 FORMAT = "napari-cosynth/segmenter"
 FORMAT_VERSION = 1
 
@@ -118,13 +122,21 @@ def save_segmenter(
     write_text(folder / META, json.dumps(meta, indent=2) + "\n")
 
 
+def list_checkpoints(out_dir) -> list[Path]:
+    """Complete checkpoint folders of a segmenter run, oldest first."""
+    return complete_checkpoints(out_dir, CHECKPOINT_FILES)
+
+
+def latest_checkpoint(out_dir) -> Path | None:
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
 def resolve_segmenter_dir(path: str | Path) -> Path:
     """A segmenter folder, or a training run folder (its newest checkpoint)."""
     path = Path(path)
     if (path / META).is_file():
         return path
-    from .train import latest_checkpoint
-
     latest = latest_checkpoint(path) if path.is_dir() else None
     if latest is None:
         raise CheckpointError(

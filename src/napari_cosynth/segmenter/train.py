@@ -1,9 +1,10 @@
 """Training loop of the segmenter: a generator that yields progress after every step.
 
 Written as a plain loop rather than on a trainer framework because it must share the project's
-checkpoint conventions (safetensors + JSON through :mod:`napari_cosynth.engine.training.state`, atomic
-folders through :mod:`napari_cosynth.atomic`) and resume bit-for-bit: the crop sampler's numpy
-generator, torch's RNG, the AdamW moments and the BatchNorm statistics all go into each checkpoint.
+checkpoint conventions (the run folder of :mod:`napari_cosynth.engine.training.run_folder`, shared with
+the joint model's trainer; safetensors + JSON through :mod:`napari_cosynth.engine.training.state`) and
+resume bit-for-bit: the crop sampler's numpy generator, torch's RNG, the AdamW moments and the
+BatchNorm statistics all go into each checkpoint.
 
 The number of optimisation steps is fixed by the config (or ``--steps``) and does not depend on how
 much data there is; adding ``--extra`` datasets changes what the crops are drawn from, not how many
@@ -22,24 +23,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_path, write_text
-from ..engine.training.state import (
-    load_training_state,
-    resuming_from,
-    rng_states,
-    save_training_state,
-    set_rng_states,
-    step_folders,
-)
+from ..engine.training.run_folder import RunFolder, resuming_from
+from ..engine.training.state import load_training_state, rng_states, save_training_state, set_rng_states
 from ..errors import ConfigError, CosynthError
 from ..jsonio import read_json
 from .config import SegmenterConfig
 from .data import CropSampler, check_compatible, load_pool
-from .model import SegmenterNet, save_segmenter
+from .model import CHECKPOINT_FILES, WEIGHTS, SegmenterNet, save_segmenter
 
-CHECKPOINTS = "checkpoints"
 RUN_RECORD = "run.json"
-LOSS_LOG = "loss.csv"
+LOSS_COLUMNS = ("step", "total", "ce", "dice", "distance", "seconds")
 
 
 @dataclass
@@ -67,14 +60,9 @@ class SegmenterProgress:
         return f"loss {self.losses['total']:.4f}, {self.seconds_per_step:.2f} s/step"
 
 
-def list_checkpoints(out_dir) -> list[Path]:
-    """Complete checkpoint folders of a segmenter run, oldest first."""
-    return step_folders(out_dir, lambda folder: (folder / "training_state.json").is_file())
-
-
-def latest_checkpoint(out_dir) -> Path | None:
-    found = list_checkpoints(out_dir)
-    return found[-1] if found else None
+def run_folder(out_dir) -> RunFolder:
+    """The segmenter's view of the run folder ``out_dir`` (its checkpoints: :func:`.model.list_checkpoints`)."""
+    return RunFolder(Path(out_dir), "segmenter run", CHECKPOINT_FILES, LOSS_COLUMNS, RUN_RECORD)
 
 
 def segmentation_losses(
@@ -157,12 +145,8 @@ def train_segmenter(
     if config.steps < 1:
         raise ConfigError(f"steps must be >= 1, got {config.steps}")
     out = Path(out_dir)
-    latest = latest_checkpoint(out)
-    if latest is not None and not resume:
-        raise CosynthError(
-            f"{out} already holds a segmenter run (newest checkpoint {latest.name}); add --resume to "
-            "continue it or choose another --out folder"
-        )
+    folder = run_folder(out)
+    latest = folder.to_resume(resume)
     if resume and latest is None:
         raise CosynthError(f"{out}: no checkpoint to resume from; run without --resume to start")
     record = {
@@ -175,7 +159,7 @@ def train_segmenter(
         # Only when given, so that run.json of whole-dataset runs keeps its earlier shape.
         record["data"]["samples"] = [str(s) for s in samples]
     if resume:
-        _check_same_run(out, record)
+        _check_same_run(folder, record)
 
     real = load_pool(data, format, magnification, samples)
     extra_pools = [load_pool(p, f, magnification if magnification is not None else real.magnification)
@@ -195,31 +179,27 @@ def train_segmenter(
 
         state = load_training_state(latest)
         with resuming_from(latest):
-            model.load_state_dict(load_file(str(latest / "model.safetensors")))
+            model.load_state_dict(load_file(str(latest / WEIGHTS)))
             optimizer.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["data_rng"]
             set_rng_states(state["rng"])
             step = int(state["step"])
-        _truncate_log(out / LOSS_LOG, step)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
-        write_text(out / LOSS_LOG, "step,total,ce,dice,distance,seconds\n")
+        # Written once, when the run starts: a resumed run is checked against it.
+        folder.write_record(json.dumps(record, indent=2) + "\n")
+    folder.start(step)
+
+    def write_checkpoint(tmp: Path) -> None:
+        save_segmenter(tmp, model, real.vocabulary, real.magnification, {"step": step, "trained_on": record})
+        save_training_state(tmp, {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "data_rng": rng.bit_generator.state,
+            "rng": rng_states(),
+        })
 
     def checkpoint() -> Path:
-        final = out / CHECKPOINTS / f"step-{step:07d}"
-        if final.exists():
-            return final
-        with atomic_path(final, overwrite=False) as tmp:
-            save_segmenter(tmp, model, real.vocabulary, real.magnification,
-                           {"step": step, "trained_on": record})
-            save_training_state(tmp, {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "data_rng": rng.bit_generator.state,
-                "rng": rng_states(),
-            })
-        return final
+        return folder.write_checkpoint(step, write_checkpoint)
 
     model.train()
     final = latest
@@ -238,9 +218,7 @@ def train_segmenter(
         seconds = time.perf_counter() - started
         values = {k: float(v.detach()) for k, v in losses.items()}
         if step % config.log_every == 0 or step == config.steps:
-            with open(out / LOSS_LOG, "a") as fh:
-                fh.write(f"{step},{values['total']:.6g},{values['ce']:.6g},{values['dice']:.6g},"
-                         f"{values['distance']:.6g},{seconds:.4f}\n")
+            folder.log(step, [values[k] for k in LOSS_COLUMNS[1:-1]], seconds)
         written = None
         if step % config.checkpoint_every == 0 or step == config.steps:
             final = written = checkpoint()
@@ -250,8 +228,8 @@ def train_segmenter(
     return final
 
 
-def _check_same_run(out: Path, record: dict) -> None:
-    path = out / RUN_RECORD
+def _check_same_run(folder: RunFolder, record: dict) -> None:
+    path, out = folder.record_path, folder.path
     try:
         saved = read_json(path)
     except (OSError, ValueError) as exc:
@@ -267,13 +245,3 @@ def _check_same_run(out: Path, record: dict) -> None:
             f"{out}: the run being resumed was started with other settings ({', '.join(differs)} "
             "differ); resume with the same config and data, or start a new --out folder"
         )
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop loss-log rows after the checkpoint being resumed (written before an interruption)."""
-    if not path.is_file():
-        write_text(path, "step,total,ce,dice,distance,seconds\n")
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [lines[0]] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= step]
-    write_text(path, "\n".join(kept) + "\n")

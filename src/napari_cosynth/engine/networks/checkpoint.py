@@ -29,7 +29,7 @@ from ...jsonio import JSONFileError, read_json
 from ..config import CosynthConfig
 from ..finite import check_finite_weights
 from .model import CoSynNet
-from ..training.state import with_previous_checkpoint
+from ..training.run_folder import with_previous_checkpoint
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_model", "resolve_model", "save_model"]
 

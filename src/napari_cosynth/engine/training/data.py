@@ -7,14 +7,9 @@ recomputed per crop, so a nucleus cut by the crop keeps the values it has in the
 lie outside the crop); flips and 90-degree rotations move it with the other maps, since a per-nucleus
 distance to the boundary is unchanged by them.
 
-Reproducibility comes from deriving randomness rather than carrying it. A run reads one stream of
-crops: position ``p`` of the stream is a sample drawn from epoch permutations of the dataset (each
-permutation seeded with ``(seed, epoch)``), cropped, rotated, flipped and given a prompt by an RNG
-seeded with ``(seed, p)``. Step ``s`` of a run with global batch ``G`` reads positions
-``sG .. sG + G - 1`` (offset by where a resumed run's checkpoint stopped), and rank ``r`` of ``W``
-takes its ``G / W`` consecutive slots. A resumed run therefore sees exactly the batches an
-uninterrupted run would, a run on W processes sees the same global batches as one process with a W
-times larger batch, and a run resumed with another batch size continues the same stream.
+Every crop is a function of the run seed and a key ``(sample index, stream position)``; which keys each
+step reads is decided by :mod:`.crop_stream`, so a resumed run sees exactly the crops an uninterrupted
+run would.
 
 Class balance. CoNSeP's rarest class ("other") is 2.3 % of its nuclei, and a model trained on uniform
 crops almost never draws it. With ``class_balance = b``, a fraction ``b`` of the stream positions
@@ -25,7 +20,6 @@ classes the data has, then a nucleus drawn uniformly among all nuclei of that cl
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,7 +35,6 @@ from ...sample import Sample, Vocabulary
 
 # Tag mixed into every crop seed so these streams never coincide with other uses of the run seed.
 _CROP_STREAM = 0xC0_5E_ED
-_ORDER_STREAM = 0x0D_E4
 _BALANCE_STREAM = 0xBA_1A_CE
 
 
@@ -88,63 +81,6 @@ def check_classes(configured: Sequence[str] | None, vocabulary: Vocabulary, wher
     return vocabulary
 
 
-def order_index(n: int, seed: int, position: int, repeat: int = 1) -> int:
-    """Which sample fills global position ``position`` of a run's data stream.
-
-    The stream is a sequence of epochs, each a permutation of ``repeat`` copies of ``range(n)``
-    drawn from ``(seed, epoch)``, so every sample is seen ``repeat`` times per epoch.
-    """
-    epoch, within = divmod(position, n * repeat)
-    return int(_permutation(n * repeat, seed, epoch)[within]) % n
-
-
-@functools.lru_cache(maxsize=4)
-def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(n)
-
-
-def batch_keys(
-    n: int, seed: int, first_position: int, batch_size: int, world_size: int = 1, rank: int = 0,
-    repeat: int = 1,
-) -> list[tuple[int, int]]:
-    """The crop keys ``(sample index, stream position)`` rank ``rank`` reads for one step.
-
-    The step's global batch is the ``batch_size * world_size`` stream positions from
-    ``first_position``; rank ``r`` takes ``batch_size`` consecutive ones starting at
-    ``first_position + r * batch_size``. Pass the keys to :class:`CropDataset`.
-    """
-    start = first_position + rank * batch_size
-    return [(order_index(n, seed, p, repeat), p) for p in range(start, start + batch_size)]
-
-
-class StepBatchSampler(torch.utils.data.Sampler):
-    """Batches of crop keys for steps ``start .. stop - 1`` of one rank (see :func:`batch_keys`).
-
-    Used as a DataLoader ``batch_sampler``. Step ``start`` begins at stream position
-    ``start_position`` and every step advances it by the global batch, so the keys depend only on
-    the step: worker processes and resuming do not change what a step sees.
-    """
-
-    def __init__(self, n, seed, start, stop, start_position, batch_size, world_size=1, rank=0, repeat=1):
-        self.n, self.seed, self.repeat = n, seed, repeat
-        self.start, self.stop, self.start_position = start, stop, start_position
-        self.batch_size, self.world_size, self.rank = batch_size, world_size, rank
-
-    def position(self, step: int) -> int:
-        """Stream position of the first crop of ``step``'s global batch."""
-        return self.start_position + (step - self.start) * self.batch_size * self.world_size
-
-    def __len__(self) -> int:
-        return max(0, self.stop - self.start)
-
-    def __iter__(self):
-        for step in range(self.start, self.stop):
-            yield batch_keys(
-                self.n, self.seed, self.position(step), self.batch_size, self.world_size, self.rank,
-                self.repeat,
-            )
-
-
 class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops of annotated samples, as the tensors the training loss takes.
 
@@ -181,10 +117,11 @@ class CropDataset(torch.utils.data.Dataset):
 
     Notes
     -----
-    ``dataset[key]`` takes ``key = (sample index, stream position)`` from :func:`batch_keys`, or a
-    plain sample index (equivalent to ``(index, index)``). It returns a dict: ``image`` float32 (3, C, C)
-    in [-1, 1], ``distance`` float32 (1, C, C) in [-1, 1], ``labels`` int64 (C, C), ``point_map``
-    int64 (C, C), ``tokens`` int64 (L,), ``index`` int64 and ``prompt`` (str).
+    ``dataset[key]`` takes ``key = (sample index, stream position)`` from
+    :func:`.crop_stream.batch_keys`, or a plain sample index (equivalent to ``(index, index)``). It
+    returns a dict: ``image`` float32 (3, C, C) in [-1, 1], ``distance`` float32 (1, C, C) in
+    [-1, 1], ``labels`` int64 (C, C), ``point_map`` int64 (C, C), ``tokens`` int64 (L,), ``index``
+    int64 and ``prompt`` (str).
     """
 
     def __init__(
@@ -372,7 +309,8 @@ def open_training_data(data_config, tokenize, *, seed: int = 0) -> CropDataset:
     ----------
     data_config : DataConfig
         Uses ``path``, ``format``, ``magnification``, ``crop_size``, ``tissue``, ``prompt_style``,
-        ``classes``, ``augment`` and ``class_balance`` (``repeat`` is applied by the data order, see :func:`order_index`).
+        ``classes``, ``augment`` and ``class_balance`` (``repeat`` is applied by the data order, see
+        :func:`.crop_stream.order_index`).
     tokenize : callable
         The model's tokenizer (see :class:`CropDataset`).
     seed : int

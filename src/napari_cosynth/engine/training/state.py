@@ -14,12 +14,9 @@ continue exactly where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from ...atomic import atomic_path, write_text
 from ...errors import CheckpointError
 from ...jsonio import JSONFileError, read_json
+from .run_folder import with_previous_checkpoint
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -219,68 +217,3 @@ def _load_state(folder: Path, tpath: Path, jpath: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{folder}: {exc}; the two training-state files do not belong together"
         ) from None
-
-
-_STEP_FOLDER = re.compile(r"^step-(\d{7,})$")
-
-
-@contextlib.contextmanager
-def resuming_from(folder: str | os.PathLike):
-    """Turn a failure to use a checkpoint's saved state into one :class:`CheckpointError` line.
-
-    The files of a checkpoint can be read yet not fit the run (a hand-edited training_state.json: a
-    step that is not a number, an optimizer state of other shapes, a broken RNG state); torch, numpy
-    and python then raise their own errors from deep inside. Wrap the code that restores a run.
-    """
-    from ...errors import CosynthError
-
-    try:
-        yield
-    except CosynthError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError,
-            SafetensorError, OSError) as err:
-        raise with_previous_checkpoint(CheckpointError(
-            f"{folder}: the saved training state cannot be restored ({type(err).__name__}: {err}); "
-            "the checkpoint is corrupt or was edited by hand"
-        ), folder) from None
-
-
-def with_previous_checkpoint(error: CheckpointError, folder: str | os.PathLike) -> CheckpointError:
-    """``error`` with the run's previous checkpoint suggested, when ``folder`` is a run's checkpoint.
-
-    A corrupt or hand-edited newest checkpoint should not end a run: the one before it is usually
-    intact, and moving the broken one aside makes ``--resume`` (and ``--model RUN``) use it.
-    """
-    folder = Path(folder)
-    match = _STEP_FOLDER.match(folder.name)
-    if match is None or folder.parent.name != "checkpoints":
-        return error
-    earlier = sorted(
-        (int(m.group(1)), entry) for entry in folder.parent.iterdir()
-        if (m := _STEP_FOLDER.match(entry.name)) and entry.is_dir() and int(m.group(1)) < int(match.group(1))
-    )
-    if not earlier:
-        return error
-    previous = earlier[-1][1]
-    return CheckpointError(
-        f"{error}. The run's previous checkpoint is {previous}: move {folder} out of "
-        f"{folder.parent} to continue from that one"
-    )
-
-
-def step_folders(out_dir, complete: Callable[[Path], bool]) -> list[Path]:
-    """A run's complete ``checkpoints/step-NNNNNNN`` folders, oldest first.
-
-    Shared by the diffusion and the segmenter trainers; ``complete`` says which files a finished
-    checkpoint of that trainer holds (hidden temporaries never match the name pattern).
-    """
-    folder = Path(out_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        m = _STEP_FOLDER.match(entry.name)
-        if m and entry.is_dir() and complete(entry):
-            found.append((int(m.group(1)), entry))
-    return [p for _, p in sorted(found)]

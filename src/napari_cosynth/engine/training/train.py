@@ -5,7 +5,7 @@ steps on the joint loss with EMA weights (diffusers' ``EMAModel``), gradient cli
 bf16/fp16 autocast; it yields a :class:`TrainProgress` after every step so the CLI (or a notebook)
 draws the progress bar and can stop it.
 
-A run folder holds::
+A run folder (the rules shared with the segmenter's trainer are in :mod:`.run_folder`) holds::
 
     config.yaml                      the run's configuration (resume with it)
     loss.csv                         step, losses, learning rate, seconds per step
@@ -24,10 +24,8 @@ batches, because every random draw of a step is derived from (seed, step, rank) 
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
-import json
-import shutil
+import random
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -37,50 +35,27 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ...atomic import atomic_path, write_text
-from ...errors import CheckpointError, ConfigError, CosynthError
-from .data import (
-    CropDataset,
-    StepBatchSampler,
-    open_training_data,
-    peek_vocabulary,
-    staining_of,
-)
-from .distributed import (
-    DistributedContext,
-    barrier,
-    init_distributed,
-    mean_over_ranks,
-    shutdown,
-    wrap_model,
-)
+from ...errors import ConfigError, CosynthError
 from ..finite import check_finite_loss
-from .state import (
-    load_training_state,
-    resuming_from,
-    rng_states,
-    save_training_state,
-    set_rng_states,
-    step_folders,
-)
 from ..networks.text import tokenize as text_tokenize
+from .crop_stream import StepBatchSampler
+from .data import CropDataset, open_training_data, peek_vocabulary, staining_of
+from .distributed import DistributedContext, barrier, init_distributed, mean_over_ranks, shutdown, wrap_model
+from .restore import init_weights_from, restore_training_state
+from .run_checks import check_same_run, check_train_config, magnification_of
+from .run_folder import RunFolder, checkpoint_name, resuming_from
+from .sample_grid import write_sample_grid
+from .state import STATE_JSON, STATE_TENSORS, load_training_state, rng_states, save_training_state
 
-CHECKPOINTS = "checkpoints"
-LAST = "last.json"
-LOSS_LOG = "loss.csv"
 SAMPLES = "samples"
 RUN_CONFIG = "config.yaml"
-MIXED_PRECISION = ("no", "bf16", "fp16")
-_LOSS_COLUMNS = ("step", "loss", "image", "distance", "labels", "label_ce", "grad_norm", "lr",
-                 "seconds_per_step")
-# Seed-derivation tags: each kind of per-step randomness gets its own stream.
+# What every complete checkpoint of a joint-model run holds: a loadable model and the training state.
+CHECKPOINT_FILES = ("model.safetensors", "config.json", STATE_TENSORS, STATE_JSON)
+LOSS_COLUMNS = ("step", "loss", "image", "distance", "labels", "label_ce", "grad_norm", "lr",
+                "seconds_per_step")
+_LOGGED_LOSSES = ("total", "image", "distance", "labels", "label_ce", "grad_norm")
+# Seed-derivation tag: the per-step randomness gets its own stream.
 _STEP_STREAM = 0x57E9
-_GRID_STREAM = 0x6E1D
-# Sections of the configuration that must not change when a run is resumed (what it learns).
-_FROZEN_SECTIONS = ("model", "text", "diffusion", "data")
-_MOVABLE_KEYS = ("data.path",)
-GRID_ROWS = 4
-GRID_SAMPLER_STEPS = 20
 
 
 @dataclass
@@ -113,30 +88,19 @@ class TrainProgress:
         return f"loss {self.losses.get('total', float('nan')):.4f}, {self.seconds_per_step:.2f} s/step"
 
 
-# ----------------------------------------------------------------------------------------- checkpoints
+def run_folder(out_dir) -> RunFolder:
+    """The joint model's view of the run folder ``out_dir``."""
+    return RunFolder(Path(out_dir), "training run", CHECKPOINT_FILES, LOSS_COLUMNS, RUN_CONFIG)
 
 
 def list_checkpoints(out_dir) -> list[Path]:
     """Complete checkpoint folders of a run, oldest first (partial writes are hidden temporaries)."""
-    return step_folders(out_dir, _complete)
+    return run_folder(out_dir).checkpoints()
 
 
 def latest_checkpoint(out_dir) -> Path | None:
     """The newest complete checkpoint folder of a run (None when it has none)."""
-    found = list_checkpoints(out_dir)
-    return found[-1] if found else None
-
-
-def _complete(folder: Path) -> bool:
-    names = ("model.safetensors", "config.json", "training_state.safetensors", "training_state.json")
-    return all((folder / n).is_file() for n in names)
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:07d}"
-
-
-# ----------------------------------------------------------------------------------------- the module
+    return run_folder(out_dir).latest()
 
 
 class _LossModule(torch.nn.Module):
@@ -159,14 +123,9 @@ def _derived_seed(*words: int) -> int:
 
 
 def _seed_everything(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-# ------------------------------------------------------------------------------------------- trainer
 
 
 class Trainer:
@@ -182,8 +141,8 @@ class Trainer:
                  init_from=None):
         self.config = config
         self.out = Path(out_dir)
-        tc = config.train
-        self.total = _check_train_config(tc, steps)
+        self.folder = run_folder(self.out)
+        self.total = check_train_config(config.train, steps)
         self.ctx: DistributedContext = init_distributed(device)
         try:
             self._setup(resume, init_from)
@@ -199,16 +158,11 @@ class Trainer:
 
         config, tc, ctx = self.config, self.config.train, self.ctx
         self.notes: list[str] = []
-        existing = latest_checkpoint(self.out)
-        if existing is not None and not resume:
-            raise ConfigError(
-                f"{self.out} already holds a training run (checkpoints up to {existing.name}); "
-                "pass --resume to continue it, or choose another --out"
-            )
-        saved = load_training_state(existing) if (resume and existing is not None) else None
+        existing = self.folder.to_resume(resume)
+        saved = load_training_state(existing) if existing is not None else None
         if saved is not None:
             with resuming_from(existing):
-                _check_same_run(saved["config"], config.to_dict(), self.out)
+                check_same_run(saved["config"], config.to_dict(), self.out, self.folder.record_path)
         if resume and existing is None:
             self.notes.append(f"nothing to resume in {self.out}: starting at step 0")
 
@@ -227,13 +181,14 @@ class Trainer:
         self.dataset: CropDataset = open_training_data(config.data, tokenize, seed=tc.seed)
         self.data_summary = self.dataset.summary()
         self.magnification = (config.data.magnification if config.data.magnification is not None
-                              else _magnification(self.data_summary))
+                              else magnification_of(self.data_summary))
 
         # Provenance of the starting weights; a resumed run reads it back from its saved state.
         self.init_from = saved.get("init_from") if saved is not None else None
         if init_from is not None and saved is None:
             # A resumed run already holds its own weights; the donor only seeds a fresh run.
-            self._init_weights(model, init_from)
+            init_weights_from(model, init_from)
+            self.notes.append(f"initialised from the weights of {init_from}")
             self.init_from = str(init_from)
         self.device = ctx.device
         self.model = model.to(self.device)
@@ -254,46 +209,11 @@ class Trainer:
         self.position = 0
         if saved is not None:
             with resuming_from(existing):
-                self._load(saved)
+                self.step, self.position = restore_training_state(
+                    saved, model=self.model, optimizer=self.optimizer, ema=self.ema, scaler=self.scaler,
+                    train_config=tc, device=self.device, where=self.out)
             self.notes.append(f"resumed from {existing}")
         self.module = wrap_model(_LossModule(self.model, self.diffusion), ctx)
-
-    def _init_weights(self, model, source) -> None:
-        """Start from the weights of a saved model (fine-tuning): same architecture, fresh optimiser."""
-        from ..networks.checkpoint import load_model, resolve_model
-
-        donor, _ = load_model(resolve_model(source))
-        theirs, ours = donor.state_dict(), model.state_dict()
-        misfit = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
-        if misfit or donor.n_classes != model.n_classes:
-            raise ConfigError(
-                f"init from {source}: its architecture differs from the configured one ({len(misfit)} "
-                f"tensors differ, e.g. {misfit[:2]}; {donor.n_classes} vs {model.n_classes} classes). "
-                "Use that model's own model and text sections (its config.json) in the config"
-            )
-        model.load_state_dict({k: theirs[k].to(ours[k].dtype) for k in ours})
-        self.notes.append(f"initialised from the weights of {source}")
-
-    def _load(self, saved: dict) -> None:
-        tc = self.config.train
-        missing, unexpected = self.model.load_state_dict(saved["model"], strict=False)
-        trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
-        if unexpected or (set(missing) & trainable):
-            raise CheckpointError(
-                f"{self.out}: the saved weights do not fit this model (missing "
-                f"{sorted(set(missing) & trainable)[:3]}, unexpected {sorted(unexpected)[:3]})"
-            )
-        self.optimizer.load_state_dict(saved["optimizer"])
-        for group in self.optimizer.param_groups:
-            # A deliberately changed learning rate or weight decay takes effect on resume.
-            group["lr"], group["weight_decay"] = tc.lr, tc.weight_decay
-        self.ema.load_state_dict(saved["ema"])
-        self.ema.to(self.device)
-        if saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
-        set_rng_states(saved["rng"])
-        self.step = int(saved["step"])
-        self.position = int(saved["data"]["position"])
 
     # ---- the loop
 
@@ -302,7 +222,10 @@ class Trainer:
         ctx, tc = self.ctx, self.config.train
         try:
             if ctx.is_main:
-                self._start_files()
+                import yaml
+
+                self.folder.write_record(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+                self.folder.start(self.step)
             sampler = StepBatchSampler(
                 len(self.dataset), tc.seed, self.step, self.total, self.position, tc.batch_size,
                 ctx.world_size, ctx.rank, self.config.data.repeat,
@@ -325,7 +248,8 @@ class Trainer:
                 grid = ckpt = None
                 if ctx.is_main:
                     if self.step % tc.log_every == 0 or self.step == self.total:
-                        self._log(losses, seconds)
+                        values = [losses.get(k, float("nan")) for k in _LOGGED_LOSSES]
+                        self.folder.log(self.step, [*values, self.optimizer.param_groups[0]["lr"]], seconds)
                     if self.step % tc.sample_every == 0:
                         grid = str(self._sample_grid())
                 if self.step % tc.checkpoint_every == 0 or self.step == self.total:
@@ -364,74 +288,42 @@ class Trainer:
         out["grad_norm"] = float(grad_norm)
         return out
 
-    # ---- files (main process only)
-
-    def _start_files(self) -> None:
-        import yaml
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_text(self.out / RUN_CONFIG, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        log = self.out / LOSS_LOG
-        if self.step == 0 or not log.exists():
-            write_text(log, ",".join(_LOSS_COLUMNS) + "\n")
-        else:
-            # Rows a killed run logged after its last checkpoint are redone; drop them.
-            with open(log, newline="") as fh:
-                rows = list(csv.reader(fh))
-            kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
-            write_text(log, "".join(",".join(r) + "\n" for r in kept))
-        # Hidden temporaries are checkpoints a killed run was writing; they were never complete.
-        checkpoints = self.out / CHECKPOINTS
-        for stale in checkpoints.glob(".step-*.tmp") if checkpoints.is_dir() else ():
-            shutil.rmtree(stale, ignore_errors=True)
-
-    def _log(self, losses: dict, seconds: float) -> None:
-        keys = ("total", "image", "distance", "labels", "label_ce", "grad_norm")
-        row = [self.step] + [f"{losses.get(k, float('nan')):.6g}" for k in keys]
-        row += [f"{self.optimizer.param_groups[0]['lr']:.6g}", f"{seconds:.4f}"]
-        with open(self.out / LOSS_LOG, "a") as fh:
-            fh.write(",".join(str(v) for v in row) + "\n")
-            fh.flush()
+    # ---- checkpoints and sample grids (main process only)
 
     def _checkpoint(self) -> str:
         """Write the checkpoint of the current step (main process), then wait for it on every rank."""
-        final = self.out / CHECKPOINTS / checkpoint_name(self.step)
-        if self.ctx.is_main and not final.exists():
-            from ..networks.checkpoint import save_model
-
-            state = {
-                "step": self.step,
-                "init_from": self.init_from,
-                "model": self._trainable_state(),
-                "optimizer": self.optimizer.state_dict(),
-                "ema": self.ema.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "rng": rng_states(),
-                "data": {
-                    "position": self.position,
-                    "seed": self.config.train.seed,
-                    "global_batch": self.config.train.batch_size * self.ctx.world_size,
-                    "world_size": self.ctx.world_size,
-                    "samples": len(self.dataset),
-                },
-                "config": self.config.to_dict(),
-                "version": __version__,
-            }
-            with atomic_path(final, overwrite=False) as tmp:
-                with self._ema_weights():
-                    save_model(tmp, self.model, self.config, self._model_extra())
-                save_training_state(tmp, state)
-            write_text(
-                self.out / LAST,
-                json.dumps({"step": self.step, "checkpoint": f"{CHECKPOINTS}/{final.name}"}) + "\n",
-            )
+        if self.ctx.is_main:
+            self.folder.write_checkpoint(self.step, self._write_checkpoint)
         barrier(self.ctx)
-        return str(final)
+        return str(self.folder.checkpoint_path(self.step))
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
+    def _write_checkpoint(self, folder: Path) -> None:
+        from ..networks.checkpoint import save_model
+
+        tc = self.config.train
         # Frozen weights (a pretrained text tower) are rebuilt from the config; only what trains is stored.
         frozen = {n for n, p in self.model.named_parameters() if not p.requires_grad}
-        return {n: t for n, t in self.model.state_dict().items() if n not in frozen}
+        state = {
+            "step": self.step,
+            "init_from": self.init_from,
+            "model": {n: t for n, t in self.model.state_dict().items() if n not in frozen},
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng_states(),
+            "data": {
+                "position": self.position,
+                "seed": tc.seed,
+                "global_batch": tc.batch_size * self.ctx.world_size,
+                "world_size": self.ctx.world_size,
+                "samples": len(self.dataset),
+            },
+            "config": self.config.to_dict(),
+            "version": __version__,
+        }
+        with self._ema_weights():
+            save_model(folder, self.model, self.config, self._model_extra())
+        save_training_state(folder, state)
 
     @contextlib.contextmanager
     def _ema_weights(self):
@@ -457,111 +349,9 @@ class Trainer:
         }
 
     def _sample_grid(self) -> Path:
-        from ..pipeline.generate import encode, to_images
-        from ..diffusion.sampler import drain, sample
-
-        n = min(GRID_ROWS, len(self.dataset))
-        crops = [self.dataset.crop(i, np.random.default_rng([self.config.train.seed, _GRID_STREAM, i]))
-                 for i in range(n)]
-        batch = {k: torch.stack([c[k] for c in crops]).to(self.device) for k in ("point_map", "tokens")}
-        c = self.config.data.crop_size
-        generator = torch.Generator(device=self.device).manual_seed(self.config.train.seed)
-        self.model.eval()
-        try:
-            with self._ema_weights(), torch.no_grad():
-                cond, uncond = encode(self.model, batch["point_map"], batch["tokens"], 2.0)
-                steps = min(GRID_SAMPLER_STEPS, self.config.diffusion.timesteps)
-                out = drain(sample(self.model, cond, uncond, (n, c, c), kind="fast",
-                                   steps=steps, guidance=2.0, generator=generator,
-                                   schedule=self.config.diffusion))
-        finally:
-            self.model.train()
-        images, semantics, distances = to_images(out)
-        rows = []
-        for i, crop in enumerate(crops):
-            real_image = ((crop["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
-            real_sem = crop["labels"].numpy()
-            real_dist = (crop["distance"][0].numpy() + 1) / 2
-            rows.append(np.concatenate([
-                real_image, _colour(real_sem), _grey(real_dist),
-                images[i], _colour(semantics[i]), _grey(distances[i]),
-            ], axis=1))
-        grid = np.concatenate(rows, axis=0)
-        scale = max(1, 128 // c)
-        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
         path = self.out / SAMPLES / f"{checkpoint_name(self.step)}.png"
-        import imageio.v3 as iio
-
-        with atomic_path(path) as tmp:
-            iio.imwrite(tmp, grid, extension=".png")
-        return path
-
-
-# Background black, then distinct colours for up to 10 nucleus classes (matplotlib's tab10).
-_PALETTE = np.array([
-    [0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-    [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-], dtype=np.uint8)
-
-
-def _colour(semantic: np.ndarray) -> np.ndarray:
-    return _PALETTE[np.asarray(semantic) % len(_PALETTE)]
-
-
-def _grey(distance: np.ndarray) -> np.ndarray:
-    g = (np.clip(distance, 0, 1) * 255).round().astype(np.uint8)
-    return np.repeat(g[:, :, None], 3, axis=2)
-
-
-def _magnification(summary: dict) -> float:
-    found = summary["magnifications"]
-    if len(found) != 1:
-        raise ConfigError(
-            f"data.magnification: the training data mixes magnifications {found}; set "
-            "data.magnification so that every sample is resampled to one"
-        )
-    return found[0]
-
-
-def _check_train_config(tc, steps) -> int:
-    # The config's own checks cover types and ranges; the --steps override and the precision
-    # choice (the config names it, CUDA decides whether it applies) are checked here.
-    total = tc.steps if steps is None else steps
-    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-        key = "--steps" if steps is not None else "train.steps"
-        raise ConfigError(f"{key}: a positive number of steps, got {total!r}")
-    if tc.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(
-            f"train.mixed_precision: {tc.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISION)}"
-        )
-    return total
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _check_same_run(saved: dict, current: dict, out: Path) -> None:
-    """Refuse to resume with a configuration that changes what the run learns."""
-    old, new = _flat(saved), _flat(current)
-    keys = sorted(set(old) | set(new))
-    for key in keys:
-        section = key.split(".")[0]
-        if key in _MOVABLE_KEYS or (section not in _FROZEN_SECTIONS and key != "train.seed"):
-            continue
-        if old.get(key) != new.get(key):
-            raise ConfigError(
-                f"{key}: the run in {out} was trained with {old.get(key)!r}, this configuration has "
-                f"{new.get(key)!r}; resume with the run's own configuration ({out / RUN_CONFIG}) or "
-                "start a new run in another --out"
-            )
+        with self._ema_weights():
+            return write_sample_grid(path, self.model, self.dataset, self.config, self.device)
 
 
 def train(config, out_dir, *, resume: bool = False, steps: int | None = None, device=None,
