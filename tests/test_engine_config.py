@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from napari_cosynth.engine.config import (
@@ -95,10 +95,12 @@ def test_sections_are_checked_when_built_in_code_too():
     with pytest.raises(ConfigError, match=r"model\.channel_mult: needs at least one level"):
         ModelConfig(channel_mult=())
     config = CosynthConfig()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.train.steps = 5
     with pytest.raises(ConfigError, match=r"diffusion\.timesteps: expected an integer"):
-        dataclasses.replace(DiffusionConfig(), timesteps=10.5)
+        DiffusionConfig().with_(timesteps=10.5)
+    with pytest.raises(ConfigError, match=r"^train\.stpes: unknown key; did you mean train\.steps\?$"):
+        TrainConfig(stpes=3)
     assert TextConfig(kind="small").frozen  # only meaningful for open_clip, harmless here
     assert isinstance(ModelConfig(channel_mult=[1, 2], attention_levels=[1]).channel_mult, tuple)
 

@@ -60,7 +60,7 @@ def test_shipped_configs_load():
     ({"crop_size": 36}, "multiple of"),
     ({"encoder_depth": 4}, "one width per encoder stage"),
     ({"extra_ratio": 1.5}, "extra_ratio"),
-    ({"steps": "ten"}, "steps must be"),
+    ({"steps": "ten"}, "steps: expected an integer"),
 ])
 def test_config_refuses_bad_settings(bad, message):
     base = TINY.to_dict()
