@@ -111,6 +111,7 @@ def one_process(tiny_checkpoint, tmp_path_factory):
     return out, args
 
 
+@pytest.mark.slow
 def test_run_writes_pairs_manifest_and_exports(one_process):
     out, _ = one_process
     assert sorted(p.name for p in (out / "pairs").iterdir()) == [plan.pair_name(i) for i in range(5)]
@@ -126,6 +127,7 @@ def test_run_writes_pairs_manifest_and_exports(one_process):
     assert len(list((out / "hovernet").glob("pair-*.npy"))) == 5
 
 
+@pytest.mark.slow
 def test_rerun_skips_written_pairs_and_resumes_missing_ones(one_process, capsys, tmp_path):
     import shutil
 
@@ -148,6 +150,7 @@ def test_rerun_skips_written_pairs_and_resumes_missing_ones(one_process, capsys,
     np.testing.assert_array_equal(read_sample(out / "pairs" / "pair-000002").image, first.image)
 
 
+@pytest.mark.slow
 def test_resume_with_another_recipe_is_refused(one_process, capsys):
     out, args = one_process
     names = sorted(p.name for p in (out / "pairs").iterdir())
@@ -157,6 +160,7 @@ def test_resume_with_another_recipe_is_refused(one_process, capsys):
     assert sorted(p.name for p in (out / "pairs").iterdir()) == names
 
 
+@pytest.mark.slow
 def test_pairs_do_not_depend_on_n(one_process, tiny_checkpoint, tmp_path):
     out, _ = one_process
     run_cli(["--model", str(tiny_checkpoint), "--layouts", "hardcore", "--n", "3", "--out",
@@ -167,6 +171,7 @@ def test_pairs_do_not_depend_on_n(one_process, tiny_checkpoint, tmp_path):
         np.testing.assert_array_equal(a.instances, b.instances)
 
 
+@pytest.mark.slow
 def test_layouts_from_a_dataset_cycle_through_its_samples(one_process, tiny_checkpoint, tmp_path):
     out, _ = one_process
     run_cli(["--model", str(tiny_checkpoint), "--layouts", str(out / "pairs"), "--format", "folder",
@@ -204,6 +209,7 @@ def _strauss(path, magnification):
     return path
 
 
+@pytest.mark.slow
 def test_layouts_from_a_fitted_process(tiny_checkpoint, tmp_path, capsys):
     fitted = _strauss(tmp_path / "fit.json", 20.0)
     out = tmp_path / "gen"
@@ -223,6 +229,7 @@ def test_layouts_from_a_fitted_process(tiny_checkpoint, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------- torchrun
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_match_one_process_and_resume(one_process, tmp_path):
     """Slow (~30 s): two CPU processes under torchrun, then the same command again."""
     ref, args = one_process

@@ -30,6 +30,7 @@ def test_every_subcommand_has_help(capsys):
         assert "usage: cosynth" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_info_json_from_the_console_script():
     exe = shutil.which("cosynth") or str(__import__("pathlib").Path(sys.executable).with_name("cosynth"))
     out = subprocess.run([exe, "info", "--json"], capture_output=True, text=True, check=True).stdout

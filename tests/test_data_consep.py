@@ -150,6 +150,7 @@ def test_rgba_and_float_inst_map(tmp_path):
     assert s.image.shape == (32, 32, 3) and s.n_nuclei == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL.exists(), reason="shared CoNSeP data not present")
 def test_real_consep_counts_and_a_patch():
     assert count_samples(REAL / "train", "consep") == 432

@@ -9,6 +9,7 @@ from napari_cosynth.data import dataset_stats, write_sample
 REAL = Path("/work/shared/data/consep/train")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL.exists(), reason="shared CoNSeP data not present")
 def test_real_consep_train_matches_its_readme():
     stats = dataset_stats(REAL, "consep")

@@ -18,6 +18,8 @@ from napari_cosynth.labels.points import centroid_table
 from napari_cosynth.napari import sample_data
 from napari_cosynth.vocabularies import CONSEP
 
+pytestmark = pytest.mark.slow  # every test here loads or samples the bundled model
+
 
 @pytest.fixture(scope="module")
 def default():

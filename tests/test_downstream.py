@@ -139,6 +139,7 @@ def test_a_subset_is_read_in_place_by_name(data):
 # ---------------------------------------------------------------------------------- the experiment
 
 
+@pytest.mark.slow
 def test_every_run_has_a_result_with_the_same_steps(experiment):
     out, progress, report = experiment
     assert progress[-1].step == progress[-1].total == 2 * 2 * 3 * 3
@@ -156,6 +157,7 @@ def test_every_run_has_a_result_with_the_same_steps(experiment):
     assert len(report["runs"]) == 12
 
 
+@pytest.mark.slow
 def test_arms_differ_only_in_their_data_and_augmentation(experiment):
     out, _, _ = experiment
     real, augment, synthetic = (run_json(out, 0.5, arm, 1) for arm in ARMS)
@@ -168,6 +170,7 @@ def test_arms_differ_only_in_their_data_and_augmentation(experiment):
     assert configs[0] == configs[1] == configs[2]
 
 
+@pytest.mark.slow
 def test_subsets_reach_the_trainer_and_the_generator(experiment):
     out, _, _ = experiment
     plan = json.loads((out / "plan.json").read_text())
@@ -183,6 +186,7 @@ def test_subsets_reach_the_trainer_and_the_generator(experiment):
     assert len(list((out / "fraction-1" / "synthetic-pairs" / "pairs").iterdir())) == 8
 
 
+@pytest.mark.slow
 def test_report_matches_the_runs_and_has_a_plot(experiment):
     out, _, report = experiment
     assert json.loads((out / "report.json").read_text())["summary"] == report["summary"]
@@ -209,6 +213,7 @@ def _split_by_fraction(out: Path, root: Path) -> list[Path]:
     return folders
 
 
+@pytest.mark.slow
 def test_folders_of_different_fractions_merge_into_one_report(experiment, tmp_path, capsys):
     out, _, report = experiment
     folders = _split_by_fraction(out, tmp_path)
@@ -225,6 +230,7 @@ def test_folders_of_different_fractions_merge_into_one_report(experiment, tmp_pa
     assert (tmp_path / "all" / "downstream.png").is_file() and (tmp_path / "all" / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_merging_refuses_overlaps_and_other_settings(experiment, tmp_path, capsys):
     out, _, _ = experiment
     folders = _split_by_fraction(out, tmp_path)
@@ -238,6 +244,7 @@ def test_merging_refuses_overlaps_and_other_settings(experiment, tmp_path, capsy
     assert "not a downstream experiment folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(experiment, data, synthesiser):
     out, _, report = experiment
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
@@ -248,6 +255,7 @@ def test_rerun_skips_finished_runs(experiment, data, synthesiser):
     assert again["summary"] == report["summary"]
 
 
+@pytest.mark.slow
 def test_a_rerun_with_fewer_fractions_keeps_the_others_in_the_plan(experiment, data, tmp_path):
     out, _, _ = experiment
     folder = tmp_path / "exp"
@@ -257,6 +265,7 @@ def test_a_rerun_with_fewer_fractions_keeps_the_others_in_the_plan(experiment, d
     assert sorted(s["fraction"] for s in plan["subsets"]) == [0.5, 1.0]
 
 
+@pytest.mark.slow
 def test_changed_settings_are_refused(experiment, data, synthesiser):
     out, _, _ = experiment
     with pytest.raises(CosynthError, match="subset_seed was 0, now 5"):
@@ -281,6 +290,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(data, tmp_path):
     assert len(report["runs"]) == 1 and (folder / "result.json").is_file()
 
 
+@pytest.mark.slow
 def test_generated_layouts_come_from_a_model_fitted_on_the_subset(data, synthesiser, tmp_path):
     plan = plan_for(data, fractions=(0.5,), seeds=(0,), arms=("synthetic",), layouts="generated",
                     fit_iterations=0, synthetic_pairs=3)

@@ -214,6 +214,7 @@ def test_open_clip_config_errors_are_clear(tmp_path):
         TextEncoder(TextConfig(kind="open_clip", open_clip_model=f"local-dir:{folder}", context_length=64))
 
 
+@pytest.mark.slow
 def test_built_in_open_clip_model_with_a_local_weights_file(tmp_path):
     # The smallest built-in CLIP-tokenizer model builds in well under a second; its weights are
     # written in float16 to keep the file small (open_clip casts them back on loading).

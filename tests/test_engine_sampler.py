@@ -214,6 +214,7 @@ def test_a_model_that_knows_the_data_returns_it(kind, prediction):
     assert_returns_known_data(kind, prediction, None if kind == "reference" else 10)
 
 
+@pytest.mark.slow
 def test_reference_sampler_draws_the_data_variance(schedule):
     """With the Bayes-optimal noise prediction for N(0, 0.04) data, ancestral samples have std 0.2."""
     model = GaussianOracle(0.04, schedule)
@@ -289,6 +290,7 @@ def test_fixed_maps_steer_the_other_maps(schedule):
     assert agreement[-1] > 0.95 and agreement[0] < 0.6
 
 
+@pytest.mark.slow
 def test_same_seed_same_output_different_seed_differs(schedule):
     model = StandIn()
     mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)

@@ -260,6 +260,7 @@ def test_class_balance_changes_only_the_crops_it_balances():
     assert same > 10 and changed > 10
 
 
+@pytest.mark.slow
 def test_class_balance_shows_the_rare_class_in_its_share_of_crops():
     samples = _rare_class_samples()
     keys = [(p % 6, p) for p in range(400)]
@@ -372,6 +373,7 @@ def _same_tensors(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_train_yields_progress_and_writes_the_run_folder(tiny_data, tmp_path):
     out = tmp_path / "run"
     progress = _run(train(tiny_config(tiny_data, steps=3, sample_every=3), out))
@@ -396,6 +398,7 @@ def test_train_yields_progress_and_writes_the_run_folder(tiny_data, tmp_path):
     assert grid.shape == (4 * 32 * 4, 6 * 32 * 4, 3) and grid.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_the_ema_weights_and_loads_without_pickle(tiny_data, tmp_path):
     from napari_cosynth.engine.networks.checkpoint import load_model
 
@@ -414,6 +417,7 @@ def test_checkpoint_holds_the_ema_weights_and_loads_without_pickle(tiny_data, tm
         assert f.suffix in (".safetensors", ".json")
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_continues_exactly(tiny_data, tmp_path):
     straight = tmp_path / "straight"
     _run(train(tiny_config(tiny_data), straight))
@@ -442,6 +446,7 @@ def test_resume_after_a_kill_continues_exactly(tiny_data, tmp_path):
         r.split(",")[:2] for r in (straight / "loss.csv").read_text().splitlines()[1:]]
 
 
+@pytest.mark.slow
 def test_resume_with_more_steps_matches_one_long_run(tiny_data, tmp_path):
     long = tmp_path / "long"
     _run(train(tiny_config(tiny_data, checkpoint_every=10), long, steps=3))
@@ -452,6 +457,7 @@ def test_resume_with_more_steps_matches_one_long_run(tiny_data, tmp_path):
                          _tensors(short / "checkpoints" / "step-0000003", "training_state.safetensors"))
 
 
+@pytest.mark.slow
 def test_existing_runs_and_changed_configs_are_refused(tiny_data, tmp_path):
     out = tmp_path / "run"
     _run(train(tiny_config(tiny_data, steps=2), out))
@@ -477,12 +483,14 @@ def test_bad_config_is_refused_before_training_with_the_key_named(tiny_data, tmp
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_mixed_precision_on_cpu_trains_in_float32_and_says_so(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, steps=1, mixed_precision="bf16")
     progress = _run(train(cfg, tmp_path / "run"))
     assert "CUDA only" in progress[0].notes[0]
 
 
+@pytest.mark.slow
 def test_init_from_a_saved_model_starts_a_fresh_run_from_its_weights(tiny_data, tmp_path):
     from napari_cosynth.engine.networks.checkpoint import load_model
 

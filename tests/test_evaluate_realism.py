@@ -48,6 +48,7 @@ def sets(tmp_path_factory):
 FAST = C2STSettings(folds=4, epochs=8)
 
 
+@pytest.mark.slow
 def test_two_sample_test_tells_blur_apart_but_not_two_draws(sets):
     blurred = realism_report(sets["real"], "folder", sets["blurred"], "folder", settings=FAST)
     same = realism_report(sets["real"], "folder", sets["other"], "folder", settings=FAST)
@@ -65,6 +66,7 @@ def test_two_sample_test_tells_blur_apart_but_not_two_draws(sets):
     assert blurred["comparisons"]["real_halves"]["n_images"] == [8, 8]
 
 
+@pytest.mark.slow
 def test_same_seed_same_figures(sets):
     quick = C2STSettings(folds=2, epochs=1)
     a = realism_report(sets["real"], "folder", sets["blurred"], "folder", settings=quick)
@@ -166,6 +168,7 @@ def tiny_segmenter(sets, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_with_segmenter(sets, tiny_segmenter, tmp_path, capsys):
     from napari_cosynth.cli.main import main
 

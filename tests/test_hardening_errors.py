@@ -148,6 +148,7 @@ def _set(items: list, key: str, value) -> None:
 
 @pytest.mark.parametrize("edit", ["step not a number", "optimizer missing", "rng broken", "config a list",
                                   "deeply nested"])
+@pytest.mark.slow
 def test_a_hand_edited_training_state_is_one_line_suggesting_the_previous_checkpoint(run_copy, edit):
     from napari_cosynth.engine.training.train import train
 
@@ -170,6 +171,7 @@ def test_a_hand_edited_training_state_is_one_line_suggesting_the_previous_checkp
     assert f"previous checkpoint is {run / 'checkpoints' / 'step-0000002'}" in message
 
 
+@pytest.mark.slow
 def test_resuming_past_a_corrupt_newest_state_works_as_the_message_says(run_copy):
     from napari_cosynth.engine.training.train import train
 

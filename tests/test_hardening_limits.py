@@ -233,6 +233,7 @@ def test_a_model_with_non_finite_weights_is_neither_loaded_nor_saved(tiny_checkp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_run_whose_loss_becomes_nan_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
     from napari_cosynth.engine.diffusion.joint import JointDiffusion
     from napari_cosynth.engine.finite import TrainingDivergedError

@@ -102,6 +102,7 @@ def _inception_state() -> dict:
     return {k: v.contiguous() for k, v in net.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_inception_weights_as_safetensors_are_accepted(image_sets, tmp_path):
     from safetensors.torch import save_file
 

@@ -80,6 +80,7 @@ def test_the_dock_leaves_the_canvas_room_on_a_laptop(make_napari_viewer, qtbot, 
     assert viewer.window._qt_window.height() <= 700
 
 
+@pytest.mark.slow
 def test_layout_stays_on_top_and_first_class_is_common(make_napari_viewer, qtbot, tiny_checkpoint):
     viewer, widget = show_widget(make_napari_viewer, qtbot, tiny_checkpoint)
     # the tiny model recorded no class counts: not the catch-all "other" (CoNSeP's first, rarest)

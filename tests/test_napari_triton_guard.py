@@ -34,6 +34,7 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 def test_the_widget_loads_the_bundled_model_after_the_viewer_is_up():
     done = _python(OPEN_WIDGET_AFTER_VIEWER)

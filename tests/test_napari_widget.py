@@ -71,6 +71,7 @@ def same_pair_as_cosynth_generate(widget, layer, checkpoint, tmp_path):
     np.testing.assert_array_equal(cli.semantic, drawn.semantic)
 
 
+@pytest.mark.slow
 def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, errors):
     viewer, widget = open_widget(make_napari_viewer, qtbot, tiny_checkpoint)
     assert widget.point_class.choices == CONSEP.nucleus_classes
@@ -157,6 +158,7 @@ def test_generate_edit_resynthesize_export(make_napari_viewer, qtbot, tiny_check
     assert isinstance(pair.provenance["seed"], int)
 
 
+@pytest.mark.slow
 def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     from qtpy.QtCore import QTimer
 
