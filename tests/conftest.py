@@ -15,8 +15,8 @@ def tiny_checkpoint(tmp_path_factory):
     """A checkpoint folder of a tiny CoSynNet with CoNSeP's classes (sizes: multiples of 4)."""
     import torch
 
-    from napari_cosynth.engine.networks.checkpoint import save_model
     from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.networks.checkpoint import save_model
     from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP
 
