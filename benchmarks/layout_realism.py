@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_cosynth.layouts.hardcore import layout_like_training_data
-from napari_cosynth.layouts.process import fit_strauss, poisson_layout, sample_layouts, save_model
+from napari_cosynth.layouts.process import poisson_layout, sample_layouts, save_model
 from napari_cosynth.layouts.real import Layout, layouts_from_dataset
 from napari_cosynth.layouts.realism import compare_layouts, default_radii, nn_distances, ripley_l
+from napari_cosynth.layouts.strauss_fit import fit_strauss
 
 # Which layout of each set the examples figure shows (any index below --n).
 EXAMPLE_INDEX = 5

@@ -5,8 +5,9 @@ import pytest
 from scipy.spatial.distance import pdist
 
 from napari_cosynth.errors import CosynthError
-from napari_cosynth.layouts.process import fit_strauss, poisson_layout
+from napari_cosynth.layouts.process import poisson_layout
 from napari_cosynth.layouts.real import Layout
+from napari_cosynth.layouts.strauss_fit import fit_strauss
 from napari_cosynth.sample import PointTable, Vocabulary
 
 VOC = Vocabulary.of("a", "b")

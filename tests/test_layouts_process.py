@@ -6,7 +6,6 @@ from scipy.spatial.distance import pdist
 
 from napari_cosynth.errors import CosynthError, DatasetError
 from napari_cosynth.layouts.process import (
-    fit_strauss,
     load_model,
     parse_mix,
     sample_layout,
@@ -14,6 +13,7 @@ from napari_cosynth.layouts.process import (
     save_model,
 )
 from napari_cosynth.layouts.real import Layout
+from napari_cosynth.layouts.strauss_fit import fit_strauss
 from napari_cosynth.sample import PointTable, Vocabulary
 
 VOC = Vocabulary.of("a", "b")

@@ -71,8 +71,9 @@ def parse_mix_arg(text: str) -> dict[str, float]:
 
 
 def cmd_fit(args) -> int:
-    from ..layouts.process import fit_strauss, save_model
+    from ..layouts.process import save_model
     from ..layouts.real import layouts_from_dataset
+    from ..layouts.strauss_fit import fit_strauss
 
     layouts, vocabulary = layouts_from_dataset(args.data, args.format, magnification=args.mag)
     model = fit_strauss(layouts, vocabulary, magnification=args.mag, radius=args.radius,

@@ -121,8 +121,9 @@ def _layout_source(ctx: _Context, folder: Path, subset: list[str]) -> LayoutSour
     model_path = folder / LAYOUT_MODEL
     if not model_path.is_file():
         from ..data.registry import open_dataset
-        from ..layouts.process import fit_strauss, save_model
+        from ..layouts.process import save_model
         from ..layouts.real import Layout
+        from ..layouts.strauss_fit import fit_strauss
 
         dataset = open_dataset(plan.train, plan.format, magnification=synth.magnification)
         samples = [dataset[i] for i in dataset.indices_of(subset)]
