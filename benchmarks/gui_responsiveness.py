@@ -29,8 +29,8 @@ def tiny_model(folder: Path) -> Path:
     """A random-weight CoSynNet with CoNSeP's classes (the GUI tests' configuration)."""
     import torch
 
-    from napari_cosynth.engine.networks.checkpoint import save_model
     from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.networks.checkpoint import save_model
     from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP
 

@@ -46,8 +46,8 @@ def _load(args):
 
         import torch
 
-        from napari_cosynth.engine.networks.checkpoint import save_model
         from napari_cosynth.engine.config import CosynthConfig
+        from napari_cosynth.engine.networks.checkpoint import save_model
         from napari_cosynth.engine.networks.model import CoSynNet
         from napari_cosynth.vocabularies import CONSEP
 

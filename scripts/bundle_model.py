@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 from napari_cosynth.engine.config import CosynthConfig
+from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 
 PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "src" / "napari_cosynth" / "models"
 

@@ -93,7 +93,7 @@ def test_tiles_stay_whole():
     assert len(subsets[0.5]) == 8 and len(subsets[0.25]) == 4
     assert len({n.split("_")[1] for n in subsets[0.25]}) == 1
     with pytest.raises(CosynthError, match="does not match --tile-pattern"):
-        group_tiles(names + ["other"], r"^train_(\d+)_")
+        group_tiles([*names, "other"], r"^train_(\d+)_")
     with pytest.raises(CosynthError, match="not a regular expression"):
         group_tiles(names, "(")
 

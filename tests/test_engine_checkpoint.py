@@ -11,14 +11,14 @@ import torch
 
 from model_fixtures import tiny_open_clip_dir
 from napari_cosynth import __version__
-from napari_cosynth.engine.networks import checkpoint as ckpt
-from napari_cosynth.engine.networks.checkpoint import load_model, resolve_model, save_model
 from napari_cosynth.engine.config import (
     CosynthConfig,
     DataConfig,
     ModelConfig,
     TextConfig,
 )
+from napari_cosynth.engine.networks import checkpoint as ckpt
+from napari_cosynth.engine.networks.checkpoint import load_model, resolve_model, save_model
 from napari_cosynth.engine.networks.model import CoSynNet
 from napari_cosynth.errors import CheckpointError
 

@@ -12,16 +12,16 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from model_fixtures import small_cosynnet
+from napari_cosynth.engine.config import DiffusionConfig, LossWeights
 from napari_cosynth.engine.diffusion.categorical import (
     MultinomialDiffusion,
     categorical_kl,
     log_onehot,
     sample_categorical,
 )
-from napari_cosynth.engine.config import DiffusionConfig, LossWeights
 from napari_cosynth.engine.diffusion.joint import JointDiffusion
-from napari_cosynth.engine.networks.model import ModelOutput
 from napari_cosynth.engine.diffusion.schedule import NoiseSchedule
+from napari_cosynth.engine.networks.model import ModelOutput
 from napari_cosynth.errors import ConfigError, CosynthError
 
 T = 1000

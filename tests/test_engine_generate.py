@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from napari_cosynth import __version__
-from napari_cosynth.engine.networks.checkpoint import load_model, save_model
 from napari_cosynth.engine.config import CosynthConfig
+from napari_cosynth.engine.networks.checkpoint import load_model, save_model
+from napari_cosynth.engine.networks.model import CoSynNet
+from napari_cosynth.engine.networks.text import PromptTooLongError
 from napari_cosynth.engine.pipeline.card import ModelCard
 from napari_cosynth.engine.pipeline.conditions import GenerationProgress
 from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
-from napari_cosynth.engine.networks.model import CoSynNet
-from napari_cosynth.engine.networks.text import PromptTooLongError
 from napari_cosynth.errors import CheckpointError, CosynthError
 from napari_cosynth.progress import run_to_end
 from napari_cosynth.sample import PointTable, Sample

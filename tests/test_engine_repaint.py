@@ -20,7 +20,7 @@ def test_the_jump_is_the_forward_transition(schedule):
     x = torch.full((4, 3, 64, 64), 0.5)
     labels = torch.full((4, 64, 64), 2)
     g = torch.Generator().manual_seed(0)
-    image, distance, new_labels = jump_back(schedule, K, x, x[:, :1], labels, s, t, g)
+    image, _distance, new_labels = jump_back(schedule, K, x, x[:, :1], labels, s, t, g)
     assert abs(float(image.mean()) - a**0.5 * 0.5) < 0.01
     assert abs(float(image.std()) - (1 - a) ** 0.5) < 0.01
     kept = float((new_labels == 2).float().mean())

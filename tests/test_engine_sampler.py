@@ -143,7 +143,7 @@ def test_fast_sampler_shapes_and_dtypes(schedule):
     assert out.distance.shape == (3, 1, 8, 12) and out.distance.dtype == torch.float32
     assert out.labels.shape == (3, 8, 12) and out.labels.dtype == torch.long
     assert float(out.image.abs().max()) <= 1.0 and float(out.distance.abs().max()) <= 1.0
-    assert 0 <= int(out.labels.min()) and int(out.labels.max()) < K
+    assert int(out.labels.min()) >= 0 and int(out.labels.max()) < K
 
 
 def test_step_counts_fast_and_reference(schedule):

@@ -75,7 +75,8 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 
 def _deep_inside(key: str, depth: int) -> str:
-    return '{"format": "x", "%s": %s}' % (key, "[" * depth + "]" * depth)
+    brackets = "[" * depth + "]" * depth
+    return f'{{"format": "x", "{key}": {brackets}}}'
 
 
 def test_a_deeply_nested_meta_json_is_one_line(tmp_path, capsys):

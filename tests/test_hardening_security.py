@@ -212,8 +212,8 @@ def test_an_open_clip_model_with_its_recorded_architecture_loads_offline(tmp_pat
     """A saved open_clip-tower model loads from its own safetensors, touching nothing else."""
     import torch
 
-    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.config import CosynthConfig
+    from napari_cosynth.engine.networks.checkpoint import load_model, save_model
     from napari_cosynth.engine.networks.model import CoSynNet
     from napari_cosynth.vocabularies import CONSEP
 

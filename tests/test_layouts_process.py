@@ -84,7 +84,7 @@ def test_a_fitted_regular_pattern_samples_regular_layouts():
     rng = np.random.default_rng(0)
     g = np.arange(4, 60, 8.0)
     layouts = []
-    for k in range(6):
+    for _ in range(6):
         xy = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2) + rng.normal(0, 0.5, (len(g) ** 2, 2))
         layouts.append(Layout(PointTable(xy, rng.integers(1, 3, len(xy))), (64, 64)))
     model = fit_strauss(layouts, VOC, radius=10.0, iterations=1, calibration_windows=4, sweeps=3)

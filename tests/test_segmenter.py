@@ -137,7 +137,7 @@ def test_crops_keep_image_and_targets_aligned_and_pad_small_images():
                 [sample.distance_map()], CONSEP, 20.0, "x")
     images, semantic, distance = CropSampler(pool, [], 32, 0.5, True).batch(np.random.default_rng(1), 6)
     assert images.shape == (6, 32, 32, 3) and semantic.shape == distance.shape == (6, 32, 32)
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
     # Class pixels carry distance > 0 and background 0, whatever the rotation / flip / padding.
     assert np.array_equal(semantic > 0, distance > 0)
 

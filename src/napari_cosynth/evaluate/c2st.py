@@ -97,7 +97,7 @@ def _net(in_channels: int):
 
     def block(cin, cout, pool=True):
         layers = [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
-        return layers + [nn.MaxPool2d(2)] if pool else layers
+        return [*layers, nn.MaxPool2d(2)] if pool else layers
 
     return nn.Sequential(
         *block(in_channels, 8), *block(8, 16), *block(16, 32), *block(32, 64, pool=False),

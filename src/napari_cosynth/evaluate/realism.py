@@ -247,7 +247,7 @@ def realism_report(real, real_format: str, fake, fake_format: str = "folder", *,
         elif float(magnification) != float(meta["magnification"]):
             notes.append(f"the segmenter was trained at {meta['magnification']:g}x but the sets are "
                          f"compared at {magnification:g}x; its features may suit them less")
-    load = dict(magnification=magnification, pattern=pattern, seed=seed)
+    load = {"magnification": magnification, "pattern": pattern, "seed": seed}
     sets = {"real": load_image_set(real, real_format, "--real", **load),
             "fake": load_image_set(fake, fake_format, "--fake", **load)}
     if baseline is not None:

@@ -45,16 +45,14 @@ def check_sampler(sampler, steps=None, eta=None, guidance=None, *, flags: dict |
     if sampler not in SAMPLERS:
         raise CosynthError(
             f"{name['sampler']}: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise CosynthError(f"{name['steps']} must be a whole number of steps >= 1, got {steps!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise CosynthError(f"{name['steps']} must be a whole number of steps >= 1, got {steps!r}")
     if eta is not None:
         if sampler not in ("ddim", "fast"):
             raise CosynthError(f"{name['eta']} applies to the ddim sampler only, not {sampler!r}")
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
             raise CosynthError(f"{name['eta']} must be a number in [0, 1] (0 = deterministic), got {eta!r}")
-    if guidance is not None:
-        if (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
-                or not math.isfinite(guidance) or guidance < 0):
-            raise CosynthError(
-                f"{name['guidance']} must be a finite number >= 0 (1 = off, CoSyn uses 2), got {guidance!r}")
+    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                 or not math.isfinite(guidance) or guidance < 0):
+        raise CosynthError(
+            f"{name['guidance']} must be a finite number >= 0 (1 = off, CoSyn uses 2), got {guidance!r}")

@@ -28,8 +28,8 @@ from ...errors import CheckpointError, ConfigError
 from ...jsonio import JSONFileError, read_json
 from ..config import CosynthConfig
 from ..finite import check_finite_weights
-from .model import CoSynNet
 from ..training.run_folder import with_previous_checkpoint
+from .model import CoSynNet
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_model", "resolve_model", "save_model"]
 
@@ -274,7 +274,8 @@ def _load_folder(folder: Path, device) -> tuple[CoSynNet, dict]:
         # (a hand-edited or crafted one asking for a network of many GB) is refused before the
         # network is allocated: the config is first built on the meta device, which holds no data.
         with safe_open(str(weights), framework="pt") as file:
-            found = {k: tuple(file.get_slice(k).get_shape()) for k in file.keys()}
+            # a safetensors handle, not a dict: keys() is its only way to list the tensors
+            found = {k: tuple(file.get_slice(k).get_shape()) for k in file.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(unreadable.format(e)) from None
     try:
