@@ -276,3 +276,16 @@ def test_a_rerun_without_sampler_flags_continues_with_the_folders_sampler(tiny_c
     new = tmp_path / "new"
     assert main([*cli(tiny_checkpoint, new, n=1)]) == 0
     assert read_recipe(new)["sampler"] == DEFAULT_SAMPLER
+
+
+def test_a_folder_drawn_under_the_earlier_seed_rule_is_not_resumed(tiny_checkpoint, tmp_path):
+    """0.1.0 drew a batch from one random stream; adding pairs under today's rule would mix datasets."""
+    out = tmp_path / "old-rule"
+    assert main(cli(tiny_checkpoint, out, n=1)) == 0
+    recipe = json.loads((out / RECIPE_FILE).read_text())
+    recipe["seed_rule"] = "pair seed = SeedSequence([base_seed, i]); batch seed = seed of its first pair"
+    recipe["version"] = "0.1.0"
+    (out / RECIPE_FILE).write_text(json.dumps(recipe))
+    with pytest.raises(CosynthError, match="written by napari-cosynth 0.1.0, which drew pairs with another "
+                                           "seed rule"):
+        _finish(_api_run(tiny_checkpoint, out, 2, exports=("folder",)))

@@ -81,7 +81,7 @@ def check_recipe(out: Path, recipe: dict) -> None:
                 "write to an empty folder"
             )
         return
-    if before.get("seed_rule") != recipe["seed_rule"]:
+    if before.get("seed_rule", recipe["seed_rule"]) != recipe["seed_rule"]:
         raise CosynthError(
             f"{out}: was written by napari-cosynth {before.get('version', '(an earlier version)')}, which "
             "drew pairs with another seed rule, so this version cannot add to it; finish it with that "
