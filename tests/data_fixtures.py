@@ -167,3 +167,16 @@ def truncate(path: Path, keep=0.5) -> None:
     """Cut a file to a fraction of its length, as an interrupted copy would."""
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+
+
+def two_nuclei_pair(name="pair", provenance=None) -> Sample:
+    """A 24 x 24 pair with two square nuclei (epithelial, spindle-shaped) and its points."""
+    rng = np.random.default_rng(0)
+    instances = np.zeros((24, 24), np.int32)
+    instances[2:8, 2:8] = 1
+    instances[12:20, 10:16] = 2
+    return Sample(
+        image=rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), instances=instances,
+        classes=np.array([3, 4]), vocabulary=CONSEP, tissue="colon", magnification=20.0, name=name,
+        points=PointTable([[4.5, 4.5], [12.5, 15.5]], [3, 4]), provenance=provenance or {},
+    )

@@ -3,27 +3,16 @@
 import numpy as np
 import pytest
 
+from data_fixtures import two_nuclei_pair
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.labels.edited import sample_from_maps
 from napari_cosynth.labels.instances import vote_classes
-from napari_cosynth.sample import PointTable, Sample
+from napari_cosynth.sample import PointTable
 from napari_cosynth.vocabularies import CONSEP
 
 
-def make_pair(name="pair") -> Sample:
-    rng = np.random.default_rng(0)
-    instances = np.zeros((24, 24), np.int32)
-    instances[2:8, 2:8] = 1
-    instances[12:20, 10:16] = 2
-    return Sample(
-        image=rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), instances=instances,
-        classes=np.array([3, 4]), vocabulary=CONSEP, tissue="colon", magnification=20.0, name=name,
-        points=PointTable([[4.5, 4.5], [12.5, 15.5]], [3, 4]),
-    )
-
-
 def test_sample_from_edited_maps_renumbers_and_votes_classes():
-    pair = make_pair()
+    pair = two_nuclei_pair()
     instances = pair.instances.copy()
     instances[instances == 2] = 7  # painting leaves gaps in the ids
     instances[20:23, 20:23] = 9  # drawn where the semantic map is background
@@ -38,7 +27,7 @@ def test_sample_from_edited_maps_renumbers_and_votes_classes():
 
 
 def test_sample_from_maps_refuses_what_cannot_be_written_and_clips_the_distance():
-    pair = make_pair()
+    pair = two_nuclei_pair()
     semantic, instances = pair.semantic_map(), pair.instances
     with pytest.raises(CosynthError, match="must be RGB uint8"):
         sample_from_maps(pair.image.astype(np.float32), semantic, None, instances, CONSEP)

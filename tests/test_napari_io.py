@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("napari")
 
+from data_fixtures import two_nuclei_pair
 from napari_cosynth.data.folder import count_pairs, read_sample, write_sample
 from napari_cosynth.errors import CosynthError
 from napari_cosynth.napari import sample_data
@@ -26,16 +27,7 @@ from napari_cosynth.vocabularies import CONSEP
 
 
 def make_pair(name="pair") -> Sample:
-    rng = np.random.default_rng(0)
-    instances = np.zeros((24, 24), np.int32)
-    instances[2:8, 2:8] = 1
-    instances[12:20, 10:16] = 2
-    return Sample(
-        image=rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), instances=instances,
-        classes=np.array([3, 4]), vocabulary=CONSEP, tissue="colon", magnification=20.0, name=name,
-        points=PointTable([[4.5, 4.5], [12.5, 15.5]], [3, 4]),
-        provenance={"seed": 5, "prompt": "a prompt", "model_id": "m", "version": "0.1.0"},
-    )
+    return two_nuclei_pair(name, {"seed": 5, "prompt": "a prompt", "model_id": "m", "version": "0.1.0"})
 
 
 def test_manifest_lists_the_plugin_contributions():
