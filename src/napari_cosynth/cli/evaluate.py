@@ -24,6 +24,16 @@ def _generation_flags() -> list[argparse.ArgumentParser]:
     return [model_flag(), data, sampling_flags(), device_flag(), quiet_flag(), json_flag()]
 
 
+def _real_and_fake_flags() -> argparse.ArgumentParser:
+    """--real/--real-format and --fake/--fake-format: the two sets a distribution measure compares."""
+    sets = argparse.ArgumentParser(add_help=False)
+    sets.add_argument("--real", required=True, help="real dataset")
+    sets.add_argument("--real-format", required=True, choices=FORMATS)
+    sets.add_argument("--fake", required=True, help="generated pairs (or any dataset)")
+    sets.add_argument("--fake-format", default="folder", choices=FORMATS)
+    return sets
+
+
 def register(subparsers) -> None:
     """Add this module's subcommands to ``subparsers`` (an argparse sub-parser action)."""
     p = subparsers.add_parser(
@@ -36,11 +46,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "fid", help="FID (and IS with Inception) of generated vs real images",
-        parents=[output_flag("folder for report.json and report.md", required=False), json_flag()])
-    p.add_argument("--real", required=True, help="real dataset")
-    p.add_argument("--real-format", required=True, choices=FORMATS)
-    p.add_argument("--fake", required=True, help="generated pairs")
-    p.add_argument("--fake-format", default="folder", choices=FORMATS)
+        parents=[_real_and_fake_flags(), output_flag("folder for report.json and report.md", required=False),
+                 json_flag()])
     p.add_argument("--mag", type=float, default=None,
                    help="resample both sets to this magnification first (default: as read)")
     p.add_argument("--features", default="inception",
@@ -111,11 +118,8 @@ def cmd_grid(args) -> int:
 def _register_realism(subparsers) -> None:
     p = subparsers.add_parser(
         "realism", help="two-sample classifier accuracy and segmenter-feature FD/KID, beside real-vs-real",
-        parents=[output_flag("folder for report.json and report.md", required=False), json_flag()])
-    p.add_argument("--real", required=True, help="real dataset")
-    p.add_argument("--real-format", required=True, choices=FORMATS)
-    p.add_argument("--fake", required=True, help="generated pairs (or any dataset)")
-    p.add_argument("--fake-format", default="folder", choices=FORMATS)
+        parents=[_real_and_fake_flags(), output_flag("folder for report.json and report.md", required=False),
+                 json_flag()])
     p.add_argument("--baseline", default=None,
                    help="another set of real images (other tiles) compared with --real the same way")
     p.add_argument("--baseline-format", default=None, choices=FORMATS,
