@@ -17,7 +17,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from ..errors import CosynthError
 
 PAIR_PREFIX = "pair-"

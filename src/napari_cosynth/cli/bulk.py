@@ -45,12 +45,12 @@ def run_generate_dataset(args) -> int:
     """Handler of ``cosynth generate-dataset``."""
     from ..bulk.run import generate_dataset, parse_exports, read_recipe
     from ..bulk.sources import open_source
-    from .console import drive_with_progress, print_result
     from ..engine.threads import use_generation_threads
-    from ..seeds import new_seed
-    from .generate import load_pipeline
     from ..engine.training.distributed import broadcast_int, init_distributed, shutdown
     from ..errors import CosynthError
+    from ..seeds import new_seed
+    from .console import drive_with_progress, print_result
+    from .generate import load_pipeline
 
     exports = parse_exports(args.export)
     if args.n < 1:
