@@ -17,9 +17,12 @@ posterior variance (Ho et al. 2020). The tests check it against ``DDIMScheduler.
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler
 
 from ...errors import ConfigError, CosynthError
+from ..heavy_imports import collector_paused
+
+with collector_paused():  # diffusers pulls in torch._dynamo and some 3,000 modules (see heavy_imports)
+    from diffusers import DDPMScheduler
 
 
 def draw_normal(shape, generator, device) -> torch.Tensor:

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ...errors import CosynthError
 from ..config import ModelConfig, TextConfig
+from ..heavy_imports import collector_paused
 from .text import TextEncoder
 
 __all__ = ["CoSynNet", "Conditions", "ModelOutput", "PointEncoder"]
@@ -143,7 +144,8 @@ class CoSynNet(nn.Module):
         text_architecture: dict | None = None,
     ):
         super().__init__()
-        from diffusers import UNet2DConditionModel
+        with collector_paused():  # diffusers' UNet module imports all its UNets and transformers
+            from diffusers import UNet2DConditionModel
 
         if not isinstance(n_classes, int) or n_classes < 2:
             raise CosynthError(f"n_classes must be an integer >= 2 (background + 1 class), got {n_classes!r}")

@@ -27,6 +27,7 @@ from torch import nn
 from ...errors import ConfigError, CosynthError
 from ...jsonio import read_json
 from ..config import TextConfig
+from ..heavy_imports import collector_paused
 
 __all__ = ["PromptTooLongError", "TextEncoder", "count_tokens", "tokenize"]
 
@@ -47,7 +48,8 @@ class PromptTooLongError(CosynthError):
 
 @functools.lru_cache(maxsize=1)
 def _tokenizer():
-    from open_clip.tokenizer import SimpleTokenizer
+    with collector_paused():  # the first open_clip import loads the whole package and timm
+        from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer()
 
@@ -156,7 +158,8 @@ def check_architecture(arch) -> dict:
     """
     import dataclasses
 
-    from open_clip.model import CLIPTextCfg
+    with collector_paused():
+        from open_clip.model import CLIPTextCfg
 
     where = "text_architecture"
     if not isinstance(arch, dict):
@@ -255,7 +258,8 @@ class TextEncoder(nn.Module):
 
     def __init__(self, config: TextConfig, *, architecture: dict | None = None):
         super().__init__()
-        from open_clip.transformer import TextTransformer
+        with collector_paused():
+            from open_clip.transformer import TextTransformer
 
         self.config = config
         self.context_length = config.context_length
