@@ -5,7 +5,9 @@ The bundled model almost never draws CoNSeP's "other" class (2.4 % of the traini
 2021, "Long-tail learning via logit adjustment") corrects a classifier trained on imbalanced classes
 at inference by adding ``tau * log(n_max / n_c)`` to the logit of nucleus class c (background
 untouched); here it is added to the label head's x0 logits at every sampler step. tau = 0 is the
-model as it is.
+model as it is. With ``--within-nuclei`` the offsets only move probability between the nucleus
+classes: the probability of background at every pixel stays the model's, so no nucleus appears where
+the model drew none.
 
     OMP_NUM_THREADS=1 python benchmarks/label_prior.py --tau 1.0 --limit 112 --out runs/bench-prior/tau-1.0
     python benchmarks/sampler_quality.py summary --reference runs/bench-prior/tau-0.0 \\
@@ -52,11 +54,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--within-nuclei", action="store_true",
+                   help="keep P(background) as the model gives it; re-weight the nucleus classes only")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     args.eta = None
 
     import sampler_quality
+    import torch
 
     import napari_cosynth.engine.diffusion.sampler as sampler_module
     from napari_cosynth import CoSynthPipeline
@@ -66,7 +71,12 @@ def main(argv=None) -> int:
 
     def adjusted(*a, **k):
         image, distance, logits = predict(*a, **k)
-        return image, distance, logits + offsets.to(logits.device)
+        shifted = logits + offsets.to(logits.device)
+        if args.within_nuclei:
+            nuclei, moved = logits[:, 1:], shifted[:, 1:]
+            moved = moved - moved.logsumexp(1, keepdim=True) + nuclei.logsumexp(1, keepdim=True)
+            shifted = torch.cat([logits[:, :1], moved], dim=1)
+        return image, distance, shifted
 
     sampler_module._predict = adjusted
     return sampler_quality.cmd_run(args)
