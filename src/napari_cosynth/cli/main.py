@@ -12,6 +12,7 @@ with status 2 instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -182,6 +183,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("cosynth: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # Tearing down torch's and diffusers' millions of objects at exit took about 1.5 s, mostly the
+        # collector scanning them once more; frozen objects are skipped (docs/benchmarks.md, "Start-up").
+        gc.freeze()
 
 
 if __name__ == "__main__":
