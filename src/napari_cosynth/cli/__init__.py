@@ -1,4 +1,4 @@
-"""The ``cosynth`` command line (entry point ``napari_cosynth.cli.main:main``): argument parsing only;
+"""The ``cosynth`` command line (entry point ``napari_cosynth.cli.main:run``): argument parsing only;
 every subcommand calls the core.
 
 ``main.py`` builds the parser; ``flags.py`` holds the flags several subcommands share (argparse parent

@@ -1,7 +1,5 @@
 """``python -m napari_cosynth.cli`` (what torchrun launches): the ``cosynth`` command."""
 
-import sys
+from .main import run
 
-from .main import main
-
-sys.exit(main())
+run()

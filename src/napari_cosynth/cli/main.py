@@ -183,11 +183,19 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("cosynth: interrupted", file=sys.stderr)
         return 130
-    finally:
-        # Tearing down torch's and diffusers' millions of objects at exit took about 1.5 s, mostly the
-        # collector scanning them once more; frozen objects are skipped (docs/benchmarks.md, "Start-up").
-        gc.freeze()
+
+
+def run() -> None:
+    """The ``cosynth`` console script and ``python -m napari_cosynth.cli``: :func:`main`, then exit.
+
+    Tearing down torch's and diffusers' objects at exit took about 1.5 s, mostly the collector scanning
+    them once more; frozen objects are skipped (docs/benchmarks.md, "Start-up"). Not in :func:`main`,
+    which tests and Python callers run in a process that goes on.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
