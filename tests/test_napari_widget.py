@@ -262,7 +262,7 @@ def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, err
     _, widget = viewer.window.add_plugin_dock_widget("napari-cosynth", "CoSynth")
     qtbot.waitUntil(lambda: widget.loaded is not None, timeout=WAIT_MS)
     assert errors == []
-    assert widget.loaded.card.model_id.startswith("default-step")
+    assert widget.loaded.card.model_id.startswith("default-")
     assert (widget.height.value, widget.width.value) == (128, 128)  # the bundled model's canvas_size
     widget.height.value = widget.width.value = 64
     draw_layout(widget, {"spindle-shaped": [[20, 20], [40, 44]], "epithelial": [[12, 50]]})
@@ -271,4 +271,4 @@ def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, err
     assert errors == []
     image, semantic, _, _ = viewer.layers[-5:-1]
     assert image.data.shape == (64, 64, 3) and semantic.data.shape == (64, 64)
-    assert widget.runs[-1].sample.provenance["model_id"].startswith("default-step")
+    assert widget.runs[-1].sample.provenance["model_id"].startswith("default-")

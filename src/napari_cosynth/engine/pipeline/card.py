@@ -123,7 +123,7 @@ class ModelCard:
                                  rng=np.random.default_rng([int(seed), 0]))
 
     def summary(self) -> str:
-        """One line for the widget, e.g. 'default-step6000: 4 classes, colon, 20x'."""
+        """One line for the widget, e.g. 'default-v2-step4500: 4 classes, colon, 20x'."""
         parts = [f"{len(self.vocabulary.nucleus_classes)} classes"]
         if self.tissues:
             parts.append(", ".join(self.tissues[:3]) + (" ..." if len(self.tissues) > 3 else ""))
