@@ -89,14 +89,12 @@ def edit_labels(pair, rng, n_add: int, n_remove: int, n_reclass: int, classes: l
 
 
 def edited_pair(pair, sem, inst):
-    """What the widget's re-synthesise button hands the pipeline after these edits (runs.consistent_pair)."""
-    from napari_cosynth.labels.distance import distance_map
-    from napari_cosynth.labels.edited import sample_from_maps
+    """What the widget's re-synthesise button hands the pipeline after these edits (labels.edited.edited_pair),
+    with the prompt dropped so that it is built again from the edited classes."""
+    from napari_cosynth.labels import edited
 
     provenance = {k: v for k, v in pair.provenance.items() if k != "prompt"}
-    out = sample_from_maps(pair.image, sem, None, inst, pair.vocabulary, points=None, tissue=pair.tissue,
-                           magnification=pair.magnification, name=pair.name, provenance=provenance)
-    return out.with_(distance=distance_map(out.instances).astype(np.float32))
+    return edited.edited_pair(pair.with_(provenance=provenance), sem, inst)
 
 
 # ------------------------------------------------------------------------------------------ scoring

@@ -171,12 +171,33 @@ def pair(pipe):
 def test_resynthesize_image_keeps_the_edited_maps_exactly(pipe, pair):
     edited_sem = pair.semantic.copy()
     edited_sem[:8, :8] = 2
-    out = pipe.resynthesize(pair, edited_sem, target="image", steps=3, seed=1)
+    edited = pair.with_(semantic=edited_sem)
+    out = pipe.resynthesize(edited, target="image", steps=3, seed=1)
     assert np.array_equal(out.semantic, edited_sem) and np.array_equal(out.distance, pair.distance)
     assert not np.array_equal(out.image, pair.image)
     assert out.provenance["resynthesized"] == "image" and out.provenance["seed"] == 1
-    again = run_to_end(pipe.resynthesize_steps(pair.with_(semantic=edited_sem), steps=3, seed=1))
+    again = run_to_end(pipe.resynthesize_steps(edited, steps=3, seed=1))
     assert np.array_equal(again.image, out.image)
+
+
+def test_an_edited_semantic_map_carries_its_erasure_into_every_map(pipe):
+    """pipe.resynthesize(pair, edited_semantic): the instances, distance map and points follow the edit."""
+    from data_fixtures import disk_instances, grid_centres
+    from napari_cosynth.labels.distance import distance_map
+
+    instances = disk_instances((H, W), grid_centres((H, W), 3), radius=3)
+    image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    pair = Sample(image, instances, np.array([1, 3, 4]), CONSEP, tissue="colon", magnification=20.0)
+    pair = pair.with_(semantic=pair.semantic_map(), distance=pair.distance_map())
+    assert pair.n_nuclei == 3
+    gone = pair.instances == 1
+    edited_sem = pair.semantic.copy()
+    edited_sem[gone] = 0
+    out = pipe.resynthesize(pair, edited_sem, steps=3, seed=1)
+    assert np.array_equal(out.semantic, edited_sem)
+    assert out.n_nuclei == pair.n_nuclei - 1 and not out.instances[gone].any()
+    assert np.array_equal(out.distance, distance_map(out.instances).astype(np.float32))
+    assert not out.distance[gone].any() and pair.distance[gone].any()
 
 
 def test_resynthesize_image_inside_a_region_only(pipe, pair):

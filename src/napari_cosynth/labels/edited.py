@@ -86,3 +86,32 @@ def sample_from_maps(
     return Sample(image=image, instances=relabelled.astype(np.int32), classes=classes,
                   vocabulary=vocabulary, tissue=tissue, magnification=magnification, name=name,
                   points=points, semantic=sem, distance=dist, provenance=dict(provenance or {}))
+
+
+def edited_pair(pair: Sample, semantic: np.ndarray, instances: np.ndarray | None = None, *,
+                image: np.ndarray | None = None, instance_classes: dict | None = None) -> Sample:
+    """``pair`` after its labels were edited, as a model should see it when it redraws the image.
+
+    Without ``instances`` they are recovered from the edited ``semantic`` map and the pair's distance
+    map (an erased nucleus disappears, a painted one appears). The maps are made consistent by
+    :func:`sample_from_maps`, the distance map is then derived from the instances (the definition the
+    model was trained on; the old one still shows erased nuclei), and the layout points are dropped
+    (readers and the model then use the instances' centroids, which match the edits). Used by the
+    widget's re-synthesis and ``CoSynthPipeline.resynthesize(pair, edited_semantic)``.
+    """
+    from .distance import distance_map
+    from .instances import SeparationParams, instances_from_maps
+
+    semantic = np.asarray(semantic)
+    if instances is None:
+        distance = np.asarray(pair.distance_map(), dtype=np.float32)
+        if semantic.shape != distance.shape:
+            raise CosynthError(f"{pair.name}: the edited semantic map is {semantic.shape}, the pair "
+                               f"{distance.shape}; edit a map of the pair's size")
+        instances, _ = instances_from_maps(semantic.astype(np.uint8), distance,
+                                           SeparationParams.for_magnification(pair.magnification))
+    out = sample_from_maps(pair.image if image is None else image, semantic, None, instances,
+                           pair.vocabulary, instance_classes=instance_classes, points=None,
+                           tissue=pair.tissue, magnification=pair.magnification, name=pair.name,
+                           provenance=pair.provenance)
+    return out.with_(distance=distance_map(out.instances).astype(np.float32))

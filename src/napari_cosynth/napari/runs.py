@@ -235,7 +235,7 @@ def consistent_pair(run: Run) -> tuple[Sample, bool]:
     (pair, edited)
         ``edited`` tells whether labels had been painted since the maps were last consistent.
     """
-    from ..labels.distance import distance_map
+    from ..labels.edited import edited_pair
     from ..labels.instances import SeparationParams, instances_from_maps
 
     layers = run.layers
@@ -249,14 +249,14 @@ def consistent_pair(run: Run) -> tuple[Sample, bool]:
              if {"index", "class_id"} <= set(features.columns) else None)
     edited = bool(run.dirty)
     sample = run.sample
-    pair = sample_from_maps(
-        np.asarray(layers["image"].data), semantic, distance, np.asarray(layers["instances"].data),
-        sample.vocabulary, instance_classes=known, points=None if edited else sample.points,
-        tissue=sample.tissue, magnification=sample.magnification, name=sample.name,
-        provenance=sample.provenance,
-    )
-    if edited:
-        pair = pair.with_(distance=distance_map(pair.instances).astype(np.float32))
+    image, instances = np.asarray(layers["image"].data), np.asarray(layers["instances"].data)
+    if not edited:
+        pair = sample_from_maps(image, semantic, distance, instances, sample.vocabulary,
+                                instance_classes=known, points=sample.points, tissue=sample.tissue,
+                                magnification=sample.magnification, name=sample.name,
+                                provenance=sample.provenance)
+    else:
+        pair = edited_pair(sample, semantic, instances, image=image, instance_classes=known)
         with run.applying():
             layers["distance"].data = pair.distance
         set_instances(run, pair.instances, pair.classes)

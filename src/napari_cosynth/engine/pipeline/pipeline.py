@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -181,10 +182,11 @@ class CoSynthPipeline:
         **sampler: object,
     ) -> Generator[GenerationProgress, None, Sample]:
         """The generator form of :meth:`resynthesize`."""
+        from ...labels.edited import edited_pair
         from .resynthesize import resynthesize
 
         if edited_semantic is not None:
-            pair = pair.with_(semantic=np.asarray(edited_semantic))
+            pair = edited_pair(pair, edited_semantic)
         return resynthesize(self.model, self.card, pair, target=target, region=region,
                             settings=self._settings(settings, sampler), prompt=prompt, tissue=tissue,
                             seed=seed, device=self.device, preview_every=preview_every)
@@ -192,14 +194,16 @@ class CoSynthPipeline:
     def resynthesize(self, pair: Sample, edited_semantic: np.ndarray | None = None, **kwargs) -> Sample:
         """Redraw one side of ``pair`` to match the other (by default: a new image for its labels).
 
-        ``edited_semantic`` replaces the pair's semantic map first (hand-edited labels). See
+        ``edited_semantic`` replaces the pair's semantic map first (hand-edited labels); the instances,
+        the distance map and the points follow it (:func:`napari_cosynth.labels.edited.edited_pair`),
+        so an erased nucleus is erased from every map the model is shown. See
         :func:`napari_cosynth.engine.pipeline.resynthesize.resynthesize` for ``target``, ``region``
         and the rest.
         """
         return run_to_end(self.resynthesize_steps(pair, edited_semantic, **kwargs))
 
     def _settings(self, settings: SamplerSettings | None, overrides: dict) -> SamplerSettings:
-        unknown = sorted(set(overrides) - {"sampler", "steps", "guidance", "eta", "resample"})
+        unknown = sorted(set(overrides) - {f.name for f in fields(SamplerSettings)})
         if unknown:
             raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}")
         settings = settings or self.settings
