@@ -124,6 +124,20 @@ def drive(steps, preview_every: int) -> Generator[GenerationProgress, None, Samp
         steps, lambda s: GenerationProgress(s.step, s.total, _preview(s.preview) if preview_every else None)))
 
 
+def run_provenance(card: ModelCard, settings, device: torch.device) -> dict:
+    """What every generated or redrawn pair records of how it was made, besides its seed and prompt."""
+    from ... import __version__
+
+    return {
+        **settings.provenance(card.timesteps),
+        "model_id": card.model_id,
+        "version": __version__,
+        "device": str(device),
+        # Float sums split over other thread counts round differently (a grey level here and there).
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+    }
+
+
 def as_device(device) -> torch.device:
     from ..device import resolve_device
 

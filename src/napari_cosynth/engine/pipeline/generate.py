@@ -16,7 +16,6 @@ from collections.abc import Generator, Sequence
 import numpy as np
 import torch
 
-from ... import __version__
 from ...errors import CosynthError
 from ...labels.instances import instances_from_maps, one_class_per_nucleus
 from ...labels.points import point_map
@@ -36,6 +35,7 @@ from .conditions import (
     known_tensors,
     per_pair,
     prompts_for,
+    run_provenance,
     to_device,
     to_images,
 )
@@ -128,16 +128,7 @@ def generate(
     tokens = model.text.tokenize(prompts)
     point_maps = torch.from_numpy(np.stack([point_map(t, (h, w)) for t in tables]).astype(np.int64))
     known_t = known_tensors(known, n, (h, w), card.vocabulary)
-    provenance = {
-        "base_seed": base,
-        **settings.provenance(card.timesteps),
-        "model_id": card.model_id,
-        "version": __version__,
-        "device": str(device),
-        # Float sums split over other thread counts round differently (a grey level here and there).
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "n": n,
-    }
+    provenance = {"base_seed": base, **run_provenance(card, settings, device), "n": n}
     if known_t:
         provenance["fixed"] = sorted(k for k in known_t if k != "mask")
         provenance["fixed_region"] = "mask" in known_t

@@ -11,7 +11,6 @@ from collections.abc import Generator
 import numpy as np
 import torch
 
-from ... import __version__
 from ...errors import CosynthError
 from ...labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
 from ...labels.points import point_map
@@ -30,6 +29,7 @@ from .conditions import (
     eval_mode,
     known_tensors,
     prompts_for,
+    run_provenance,
     to_device,
     to_images,
 )
@@ -128,9 +128,7 @@ def resynthesize(
         known = {**known, **known_target, "mask": masks}
 
     provenance = {
-        "seed": seed, **settings.provenance(card.timesteps),
-        "model_id": card.model_id, "version": __version__, "device": str(device),
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "seed": seed, **run_provenance(card, settings, device),
         "resynthesized": target, "region": region is not None, "prompt": prompts[0],
         "source": pair.name,
     }
