@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(required=True)
     p = sub.add_parser("run", help="draw, edit, re-synthesise and score; per-patch records in OUT")
     p.add_argument("--model", default="default")
-    p.add_argument("--data", default="/work/shared/data/consep/test")
+    p.add_argument("--data", default="../shared/data/consep/test")
     p.add_argument("--segmenter", default="runs/segmenter")
     p.add_argument("--limit", type=int, default=32)
     p.add_argument("--resample", type=int, nargs="+", default=[1, 2, 3])

@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     p.add_argument("--eta", type=float, default=None)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--model", default="default")
-    p.add_argument("--data", default="/work/shared/data/consep/test")
+    p.add_argument("--data", default="../shared/data/consep/test")
     p.add_argument("--format", default="consep")
     p.add_argument("--limit", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)

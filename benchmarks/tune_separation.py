@@ -106,7 +106,7 @@ def evaluate(clean, noisy, params: SeparationParams) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/consep/train/Labels"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/consep/train/Labels"))
     ap.add_argument("--limit", type=int, default=None, help="use only the first N patches")
     ap.add_argument("--blur", type=float, default=1.0)
     ap.add_argument("--noise", type=float, default=0.1)
