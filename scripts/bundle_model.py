@@ -9,6 +9,7 @@ halves the file (the bundled model must stay under 25 MB); weights are cast back
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from napari_cosynth.engine.config import CosynthConfig
@@ -29,6 +30,9 @@ def main() -> None:
     parser.add_argument("--init-from", default=None,
                         help="record the weights the run started from (runs made before init_from "
                              "was saved in checkpoints)")
+    parser.add_argument("--separation", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="instance-recovery settings chosen on this model's own output, e.g. "
+                             "min_marker_size=5 (fields of labels.instances.SeparationParams)")
     args = parser.parse_args()
     model, meta = load_model(args.checkpoint)
     config = CosynthConfig.from_dict(meta["config"])
@@ -38,6 +42,8 @@ def main() -> None:
         extra["init_from"] = args.init_from
     if args.canvas:
         extra["canvas_size"] = args.canvas
+    if args.separation:
+        extra["separation"] = {k: json.loads(v) for k, v in (f.split("=", 1) for f in args.separation)}
     extra["model_id"] = f"{args.name}-step{meta.get('step')}"
     extra["source_checkpoint"] = Path(args.checkpoint).name
     target = Path(args.out) if args.out else PACKAGE_MODELS / args.name

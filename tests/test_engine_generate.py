@@ -3,19 +3,23 @@ reproducibility, fixed-map redraws."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, replace
+
 import numpy as np
 import pytest
 import torch
 
 from napari_cosynth import __version__
 from napari_cosynth.engine.config import CosynthConfig
-from napari_cosynth.engine.networks.checkpoint import load_model, save_model
+from napari_cosynth.engine.networks.checkpoint import load_model, resolve_model, save_model
 from napari_cosynth.engine.networks.model import CoSynNet
 from napari_cosynth.engine.networks.text import PromptTooLongError
 from napari_cosynth.engine.pipeline.card import ModelCard
 from napari_cosynth.engine.pipeline.conditions import GenerationProgress
 from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.errors import CheckpointError, CosynthError
+from napari_cosynth.labels.instances import SeparationParams
 from napari_cosynth.progress import run_to_end
 from napari_cosynth.sample import PointTable, Sample
 from napari_cosynth.seeds import pair_seed
@@ -232,3 +236,25 @@ def test_the_canvas_prefers_the_models_named_canvas_then_its_training_crop(tiny_
     assert ModelCard.from_meta({**meta, "canvas_size": 128, "patch_size": 64}).canvas == 128
     assert ModelCard.from_meta({**meta, "patch_size": 64}).canvas == 64
     assert ModelCard.from_meta(meta).canvas == 32  # the config's crop
+
+
+def test_a_model_may_carry_its_own_instance_recovery_settings(tiny_folder):
+    _model, meta = load_model(tiny_folder)
+    preset = SeparationParams.for_generated(meta["magnification"])
+    assert ModelCard.from_meta(meta).separation == preset  # no entry: the preset, pairs redrawn as before
+    card = ModelCard.from_meta({**meta, "separation": {"min_marker_size": 5}})
+    assert card.separation == replace(preset, min_marker_size=5)
+    with pytest.raises(CheckpointError, match="min_marker_sise"):
+        ModelCard.from_meta({**meta, "separation": {"min_marker_sise": 5}})
+    with pytest.raises(CheckpointError, match="min_marker_size must be a whole number"):
+        ModelCard.from_meta({**meta, "separation": {"min_marker_size": 0}})
+
+
+def test_pairs_record_how_their_instances_were_cut(pipe, pair):
+    assert pair.provenance["instance_recovery"] == asdict(pipe.card.separation)
+
+
+def test_the_bundled_model_cuts_instances_with_the_settings_chosen_on_its_output():
+    meta = json.loads((resolve_model("default") / "config.json").read_text())
+    card = ModelCard.from_meta(meta)
+    assert card.separation.min_marker_size == 5 and card.separation.foreground == "semantic_or_distance"

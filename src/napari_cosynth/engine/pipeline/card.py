@@ -10,12 +10,12 @@ No torch here: the widget shows a card before any sampling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, ConfigError
 from ...labels.instances import SeparationParams
 from ...prompts import prompt_for_points
 from ...sample import PointTable, Vocabulary
@@ -70,11 +70,14 @@ class ModelCard:
             raise CheckpointError("the model's metadata has no training config; the checkpoint is incomplete")
         config = config if isinstance(config, CosynthConfig) else CosynthConfig.from_dict(config)
         training = meta.get("training_data")
+        model_id = str(meta.get("model_id") or fallback_id)
+        magnification = float(meta.get("magnification") or 40.0)
+        _separation(meta.get("separation"), magnification, model_id)  # a bad entry fails at load
         return cls(
-            model_id=str(meta.get("model_id") or fallback_id),
+            model_id=model_id,
             vocabulary=_vocabulary(meta),
             tissues=tuple(str(t) for t in (meta.get("tissues") or ())),
-            magnification=float(meta.get("magnification") or 40.0),
+            magnification=magnification,
             # A bundled model may name its canvas (the default trains on 64 px crops but is meant for
             # 128 px pairs); otherwise its training crop.
             canvas=int(meta.get("canvas_size") or meta.get("patch_size") or config.data.crop_size or 128),
@@ -96,8 +99,15 @@ class ModelCard:
 
     @property
     def separation(self) -> SeparationParams:
-        """Instance-recovery parameters for maps this model generated at its magnification."""
-        return SeparationParams.for_generated(self.magnification)
+        """Instance-recovery parameters for maps this model generated at its magnification.
+
+        :meth:`SeparationParams.for_generated`, with the fields a model's ``config.json`` names
+        under ``"separation"`` replaced: how noisy a generated distance map is depends on the model,
+        so a bundled model can carry the settings chosen on its own output (models/default: larger
+        minimum marker, docs/labels.md). Models without the entry keep the preset, so their pairs
+        are redrawn as before.
+        """
+        return _separation(self.meta.get("separation"), self.magnification, self.model_id)
 
     @property
     def common_class(self) -> str:
@@ -129,6 +139,22 @@ class ModelCard:
             parts.append(", ".join(self.tissues[:3]) + (" ..." if len(self.tissues) > 3 else ""))
         parts.append(f"{self.magnification:g}x")
         return f"{self.model_id}: " + ", ".join(parts)
+
+
+def _separation(overrides, magnification: float, model_id: str) -> SeparationParams:
+    base = SeparationParams.for_generated(magnification)
+    if overrides is None:
+        return base
+    known = {f.name for f in fields(SeparationParams)}
+    if not isinstance(overrides, dict) or not set(overrides) <= known:
+        unknown = sorted(set(overrides) - known) if isinstance(overrides, dict) else overrides
+        raise CheckpointError(
+            f"model {model_id}: 'separation' in config.json must map fields of SeparationParams "
+            f"({', '.join(sorted(known))}) to values; got {unknown!r}")
+    try:
+        return replace(base, **overrides)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"model {model_id}: bad 'separation' in config.json: {err}") from err
 
 
 def _vocabulary(meta: dict) -> Vocabulary:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -135,6 +135,8 @@ def run_provenance(card: ModelCard, settings, device: torch.device) -> dict:
         "device": str(device),
         # Float sums split over other thread counts round differently (a grey level here and there).
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        # How instances were cut from the generated maps (a model may carry its own settings).
+        "instance_recovery": asdict(card.separation),
     }
 
 

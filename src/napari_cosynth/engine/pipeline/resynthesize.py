@@ -165,8 +165,7 @@ def _finish(steps_iter, model, card, preview_every, pair, target, semantic, dist
                 SeparationParams.for_magnification(pair.magnification))
     else:
         image = pair.image
-        instances, classes = instances_from_maps(
-            new_semantic, new_distance, SeparationParams.for_generated(pair.magnification))
+        instances, classes = instances_from_maps(new_semantic, new_distance, card.separation)
         new_semantic, provenance["nuclei_with_mixed_classes"] = one_class_per_nucleus(
             instances, classes, new_semantic)
     return pair.with_(
