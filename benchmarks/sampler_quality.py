@@ -90,9 +90,10 @@ def _load_run(folder: Path, recover: bool = True):
     """Per-patch pairing outcomes, nuclei pixel counts and seconds of one run folder.
 
     With ``recover`` the nuclei are recovered again from each pair's stored semantic and distance
-    maps with today's rule for generated maps, so that runs made by different versions of the
-    recovery (the extent rule of docs/labels.md arrived while these runs were under way) are
-    compared on the sampler alone.
+    maps with one rule, the generated-map preset (``SeparationParams.for_generated``), so that runs
+    made by different versions of the recovery (the extent rule of docs/labels.md arrived while these
+    runs were under way) are compared on the sampler alone. A model's own settings (the bundled
+    model's 5 px minimum marker) are not applied: score what the pairs hold with ``--recover stored``.
     """
     from napari_cosynth.data.folder import read_sample
     from napari_cosynth.labels.instances import SeparationParams, instances_from_maps, one_class_per_nucleus
