@@ -217,3 +217,28 @@ def test_a_broken_bulk_recipe_is_one_line(tmp_path, raw):
     with pytest.raises(CosynthError, match="cannot read the run's recipe .*remove the file") as err:
         read_recipe(tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_the_projects_own_documents_are_read_by_one_checker(tmp_path):
+    from napari_cosynth.jsonio import read_document
+
+    file = tmp_path / "doc.json"
+    spec = {"format": "x", "what": "thing", "version_key": "version", "version": 2}
+    file.write_text('{"format": "x", "version": 2, "a": 1}')
+    assert read_document(file, **spec)["a"] == 1
+    with pytest.raises(CheckpointError, match=r"doc.json: thing version 3 is not supported"):
+        file.write_text('{"format": "x", "version": 3}')
+        read_document(file, **spec)
+    file.write_text('{"format": "x", "version": 1}')
+    assert read_document(file, **spec, newer_only=True)["version"] == 1  # older ones still load
+    with pytest.raises(CheckpointError, match="newer than this napari-cosynth reads"):
+        file.write_text('{"format": "x", "version": 3}')
+        read_document(file, **spec, newer_only=True)
+    with pytest.raises(CheckpointError, match="is not a napari-cosynth thing"):
+        file.write_text('{"format": "y", "version": 2}')
+        read_document(file, **spec)
+    with pytest.raises(CheckpointError, match="not valid JSON.*corrupt"):
+        file.write_text('{"format": ')
+        read_document(file, **spec)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        read_document(tmp_path / "missing.json", **spec)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "JSONFileError", "parse_json", "read_json"]
+__all__ = ["MAX_DEPTH", "JSONFileError", "parse_json", "read_document", "read_json"]
 
 # The deepest file the project writes (a training state: optimizer -> state -> param -> moments) is
 # about a dozen levels deep.
@@ -55,6 +55,39 @@ def read_json(path: str | Path) -> Any:
     except UnicodeDecodeError as err:
         raise JSONFileError(f"not UTF-8 text (byte {err.start})") from None
     return parse_json(text)
+
+
+def read_document(path: str | Path, *, format: str, what: str, version_key: str, version: int,
+                  newer_only: bool = False) -> dict:
+    """Read one of the project's own JSON documents (a model config, a segmenter description, a
+    training state): a dict whose ``"format"`` is ``format`` and whose ``version_key`` is ``version``
+    (with ``newer_only``: at most ``version``, as older model configs still load).
+
+    Raises
+    ------
+    CheckpointError
+        Naming ``path`` and saying whether it cannot be read, is not such a document (``what``), or
+        was written by another version.
+    """
+    from .errors import CheckpointError
+
+    path = Path(path)
+    try:
+        doc = read_json(path)
+    except JSONFileError as err:
+        raise CheckpointError(f"{path}: {err}; the file is corrupt") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != format:
+        raise CheckpointError(f"{path} is not a napari-cosynth {what} (no 'format': '{format}')")
+    found = doc.get(version_key, 0)
+    if newer_only and isinstance(found, int) and found > version:
+        raise CheckpointError(f"{path} has format version {found}, newer than this napari-cosynth "
+                              f"reads ({version}); upgrade napari-cosynth")
+    if not newer_only and found != version:
+        raise CheckpointError(f"{path}: {what} version {found} is not supported (this version reads "
+                              f"{version})")
+    return doc
 
 
 def _depth(data: Any) -> int:

@@ -25,7 +25,7 @@ from ..engine.finite import check_finite_weights
 from ..engine.training.run_folder import complete_checkpoints
 from ..engine.training.state import STATE_JSON, STATE_TENSORS
 from ..errors import CheckpointError
-from ..jsonio import read_json
+from ..jsonio import read_document
 from ..sample import Vocabulary
 from .config import SegmenterConfig
 
@@ -157,16 +157,8 @@ def load_segmenter(path: str | Path, device="cpu") -> tuple[SegmenterNet, dict]:
         and whatever else was recorded (``step``).
     """
     folder = resolve_segmenter_dir(path)
-    try:
-        meta = read_json(folder / META)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder / META}: cannot be read ({exc}); the file is corrupt") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{folder / META}: not a napari-cosynth segmenter description")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{folder / META}: segmenter format version {meta.get('version')} is not supported"
-        )
+    meta = read_document(folder / META, format=FORMAT, what="segmenter description",
+                         version_key="version", version=FORMAT_VERSION)
     try:
         config = SegmenterConfig.from_dict(meta["config"], str(folder / META))
         vocabulary = Vocabulary(tuple(meta["vocabulary"]))

@@ -25,7 +25,7 @@ import torch
 
 from ...atomic import atomic_path
 from ...errors import CheckpointError, ConfigError
-from ...jsonio import JSONFileError, read_json
+from ...jsonio import read_document
 from ..config import CosynthConfig
 from ..finite import check_finite_weights
 from ..training.run_folder import with_previous_checkpoint
@@ -187,19 +187,8 @@ def _checkpoint_folder(path: Path) -> Path:
 
 def _read_meta(folder: Path) -> dict:
     file = folder / CONFIG_FILE
-    try:
-        meta = read_json(file)
-    except JSONFileError as e:
-        raise CheckpointError(f"{file}: {e}; the checkpoint is corrupt") from None
-    except OSError as e:
-        raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{file} is not a napari-cosynth model config (no 'format': '{FORMAT}')")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{file} has format version {meta.get('format_version')}, newer than this napari-cosynth "
-            f"reads ({FORMAT_VERSION}); upgrade napari-cosynth"
-        )
+    meta = read_document(file, format=FORMAT, what="model config", version_key="format_version",
+                         version=FORMAT_VERSION, newer_only=True)
     for key in ("config", "n_classes", "classes"):
         if key not in meta:
             raise CheckpointError(f"{file}: '{key}' missing; the checkpoint is incomplete")

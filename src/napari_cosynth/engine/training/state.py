@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from ...atomic import atomic_path, write_text
 from ...errors import CheckpointError
-from ...jsonio import JSONFileError, read_json
+from ...jsonio import read_document
 from .run_folder import with_previous_checkpoint
 
 STATE_TENSORS = "training_state.safetensors"
@@ -192,17 +192,8 @@ def load_training_state(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def _load_state(folder: Path, tpath: Path, jpath: Path) -> dict[str, Any]:
-    try:
-        doc = read_json(jpath)
-    except (JSONFileError, OSError) as exc:
-        raise CheckpointError(f"{jpath}: {exc}; the file is corrupt") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"{jpath}: not a napari-cosynth training state")
-    if doc.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{jpath}: training-state version {doc.get('version')} is not supported "
-            f"(this version reads {FORMAT_VERSION})"
-        )
+    doc = read_document(jpath, format=FORMAT, what="training state", version_key="version",
+                        version=FORMAT_VERSION)
     try:
         tensors = load_file(str(tpath))
     except (SafetensorError, OSError, ValueError) as exc:
