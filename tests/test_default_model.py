@@ -51,15 +51,17 @@ def test_cosynth_generate_with_the_default_model_writes_a_pair(tmp_path):
 def test_default_model_draws_nuclei_where_the_points_are(default):
     """Adherence on the shipped sample layout: the recovered nuclei match the requested points.
 
-    With 20 fast steps the bundled model's F_d on this layout is well above the bound; an untrained or
-    broken model (noise, or labels that ignore the point map) scores near 0.
+    One layout is a smoke check, not a quality measure (the model card's 112 test layouts are): with 20
+    UniPC steps the bundled model scores F_d 0.742 here (0.755 with the 2 px minimum marker before it
+    carried 5 px; over the 112 test layouts the 5 px marker gains 0.017), while an untrained or broken
+    model (noise, or labels that ignore the point map) scores near 0.
     """
     points = sample_data.layout_points()
     pipe = CoSynthPipeline.from_pretrained("default")
     (pair,) = pipe(points, size=sample_data.LAYOUT_SHAPE, tissue="colon", seed=0, steps=20)
     drawn = centroid_table(pair.instances, pair.classes)
     scores = score_centroids([points], [drawn], CONSEP, 20.0)
-    assert scores["f_d"] >= 0.75, scores
+    assert scores["f_d"] >= 0.7, scores
     assert scores["acc"] >= 0.75, scores
     # and the image is H&E-like: pinkish-purple, nuclei darker than the rest
     image = pair.image.astype(float)
