@@ -272,6 +272,12 @@ def test_changed_settings_are_refused(experiment, data, synthesiser):
         next(run_downstream(plan_for(data, subset_seed=5), TINY, out, synthesiser=synthesiser))
     with pytest.raises(CosynthError, match="steps"):
         next(run_downstream(plan_for(data, segmenter_steps=4), TINY, out, synthesiser=synthesiser))
+    with pytest.raises(CosynthError, match="segmenter was"):
+        next(run_downstream(plan_for(data), TINY.with_(lr=0.5), out, synthesiser=synthesiser))
+    # Checkpointing or logging more often moves no number: such a config resumes the folder.
+    progress, _ = drive(run_downstream(plan_for(data), TINY.with_(checkpoint_every=1, log_every=1), out,
+                                       synthesiser=synthesiser))
+    assert not any("loss" in p.detail for p in progress)  # every run was already finished
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(data, tmp_path):

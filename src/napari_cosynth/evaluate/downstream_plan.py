@@ -27,6 +27,20 @@ PLAN_FILE = "plan.json"
 FIXED_SETTINGS = ("train", "test", "format", "test_format", "magnification", "subset_seed", "tile_pattern",
                   "layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps",
                   "guidance", "fit_iterations", "steps", "segmenter", "model_id", "canvas")
+# Fields of the segmenter config that change when checkpoints are written and losses logged, not the
+# weights a run ends with (a resumed run ends bit-identical to an uninterrupted one).
+_BOOKKEEPING = ("checkpoint_every", "log_every")
+
+
+def comparable(key: str, value):
+    """``value`` of plan setting ``key`` as compared between runs: the segmenter config without its
+    bookkeeping fields, so that a config that only checkpoints more or less often can resume or
+    merge with folders it ran before."""
+    if key == "segmenter" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _BOOKKEEPING}
+    return value
+
+
 # Settings that a rerun without --model (real and augment arms only) leaves open: the earlier run's stand.
 _FROM_MODEL = ("magnification", "model_id", "canvas")
 
@@ -217,7 +231,8 @@ def checked_plan(out: Path, record: dict) -> dict:
         raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
     record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
     changes = "; ".join(f"{k} was {before.get(k)!r}, now {record.get(k)!r}"
-                        for k in FIXED_SETTINGS if before.get(k) != record.get(k))
+                        for k in FIXED_SETTINGS
+                        if comparable(k, before.get(k)) != comparable(k, record.get(k)))
     if changes:
         raise CosynthError(f"{out}: the earlier runs here used other settings ({changes}); runs with other "
                            "settings are not comparable: use the same settings or another --out folder")

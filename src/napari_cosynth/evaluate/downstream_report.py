@@ -220,7 +220,7 @@ def merged_report(folders: Sequence[str | Path]) -> dict:
     the numbers must agree, and a fraction may come from one folder only.
     """
     from ..errors import CosynthError
-    from .downstream_plan import ARMS, FIXED_SETTINGS
+    from .downstream_plan import ARMS, FIXED_SETTINGS, comparable
 
     plans, results, source, subsets = [], [], {}, []
     for folder in folders:
@@ -233,7 +233,8 @@ def merged_report(folders: Sequence[str | Path]) -> dict:
             source[fraction] = str(folder)
         subsets += [s for s in plan.get("subsets", []) if s["fraction"] in here]
         for key in FIXED_SETTINGS:
-            if key != "synthetic_pairs" and plans and plan.get(key) != plans[0].get(key):
+            if key != "synthetic_pairs" and plans and (
+                    comparable(key, plan.get(key)) != comparable(key, plans[0].get(key))):
                 raise CosynthError(f"{folder}: {key} is {plan.get(key)!r}, but {plans[0].get(key)!r} in "
                                    f"{folders[0]}; runs with other settings are not comparable")
         plans.append(plan)
