@@ -251,7 +251,10 @@ def test_a_model_may_carry_its_own_instance_recovery_settings(tiny_folder):
 
 
 def test_pairs_record_how_their_instances_were_cut(pipe, pair):
-    assert pair.provenance["instance_recovery"] == asdict(pipe.card.separation)
+    # The tiny model carries no "separation" entry: its pairs are cut with the generated-map preset.
+    recorded = pair.provenance["instance_recovery"]
+    assert recorded == asdict(SeparationParams.for_generated(pair.magnification))
+    assert recorded["foreground"] == "semantic_or_distance"
 
 
 def test_the_bundled_model_cuts_instances_with_the_settings_chosen_on_its_output():

@@ -45,6 +45,12 @@ class ModelCard:
         How prompts are built for it (``"paper"`` or ``"structured"``), and its stain.
     config : CosynthConfig
         The training configuration (network, diffusion schedule, data).
+    separation : SeparationParams
+        How instances are cut from maps it generated: :meth:`SeparationParams.for_generated` at its
+        magnification, with the fields its ``config.json`` names under ``"separation"`` replaced (how
+        noisy a generated distance map is depends on the model, so a bundled model carries the
+        settings chosen on its own output; docs/labels.md). Without the entry: the preset, so older
+        models' pairs are redrawn as before.
     training_data : dict
         What it was trained on (counts of nuclei per class, image sizes), possibly empty.
     meta : dict
@@ -59,6 +65,7 @@ class ModelCard:
     prompt_style: str
     staining: str
     config: CosynthConfig
+    separation: SeparationParams
     training_data: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -72,7 +79,6 @@ class ModelCard:
         training = meta.get("training_data")
         model_id = str(meta.get("model_id") or fallback_id)
         magnification = float(meta.get("magnification") or 40.0)
-        _separation(meta.get("separation"), magnification, model_id)  # a bad entry fails at load
         return cls(
             model_id=model_id,
             vocabulary=_vocabulary(meta),
@@ -84,6 +90,7 @@ class ModelCard:
             prompt_style=str(config.data.prompt_style or "paper"),
             staining=str(meta.get("staining") or "H&E"),
             config=config,
+            separation=_separation(meta.get("separation"), magnification, model_id),
             training_data=dict(training) if isinstance(training, dict) else {},
             meta=dict(meta),
         )
@@ -96,18 +103,6 @@ class ModelCard:
     def timesteps(self) -> int:
         """T of the training schedule (the reference sampler takes all of them)."""
         return int(self.config.diffusion.timesteps)
-
-    @property
-    def separation(self) -> SeparationParams:
-        """Instance-recovery parameters for maps this model generated at its magnification.
-
-        :meth:`SeparationParams.for_generated`, with the fields a model's ``config.json`` names
-        under ``"separation"`` replaced: how noisy a generated distance map is depends on the model,
-        so a bundled model can carry the settings chosen on its own output (models/default: larger
-        minimum marker, docs/labels.md). Models without the entry keep the preset, so their pairs
-        are redrawn as before.
-        """
-        return _separation(self.meta.get("separation"), self.magnification, self.model_id)
 
     @property
     def common_class(self) -> str:
