@@ -3,11 +3,12 @@ each foreground rule and distance floor, and score them against the layouts they
 
     python benchmarks/tune_foreground.py --pairs runs/eval/train-layouts-default/pairs \
         --real ../shared/data/consep/train --real-format consep --mag 20 [--floors 0.02 0.05 0.1 0.2]
-        [--marker-sizes 2 3 4 5 6 8]
+        [--marker-sizes 2 3 4 5 6 8] [--sigmas 0.5 1 --thresholds 0.5 0.6 0.7]
 
 ``--marker-sizes`` tries minimum marker sizes on the generated-map preset (foreground rule and floor
 of ``SeparationParams.for_generated``): noise in a generated distance map raises small second peaks
-that cut one nucleus in two.
+that cut one nucleus in two. ``--sigmas`` with ``--thresholds`` searches the full grid of smoothing,
+marker level and minimum marker size (``--marker-sizes``, else the preset's).
 
 Prints JSON: for each setting, detection F_d / Acc / false positives against the pairs' input
 points, and the pooled nuclei pixel share against the real maps of the same layouts. Choose on pairs
@@ -30,9 +31,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--real", required=True, help="the dataset whose layouts the pairs were drawn from")
     ap.add_argument("--real-format", default="consep")
     ap.add_argument("--mag", type=float, default=20.0)
-    ap.add_argument("--floors", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.15, 0.2])
+    ap.add_argument("--floors", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.15, 0.2])
     ap.add_argument("--marker-sizes", type=int, nargs="*", default=[],
                     help="minimum marker sizes (pixels) to try on the generated-map preset")
+    ap.add_argument("--sigmas", type=float, nargs="*", default=[],
+                    help="with --thresholds: smoothing sigmas of a full grid (x thresholds x marker sizes)")
+    ap.add_argument("--thresholds", type=float, nargs="*", default=[],
+                    help="with --sigmas: marker levels of the grid")
     args = ap.parse_args(argv)
 
     from napari_cosynth.data.registry import open_dataset
@@ -58,6 +63,12 @@ def main(argv=None) -> dict:
     generated = SeparationParams.for_generated(args.mag)
     for size in args.marker_sizes:
         settings[f"generated preset, min marker {size}"] = replace(generated, min_marker_size=size)
+    # The grid varies how markers are found (smoothing, level, size) on the generated-map preset.
+    for sigma in args.sigmas:
+        for level in args.thresholds:
+            for size in args.marker_sizes or [generated.min_marker_size]:
+                settings[f"sigma {sigma:g}, level {level:g}, min marker {size}"] = replace(
+                    generated, smoothing_sigma=sigma, marker_threshold=level, min_marker_size=size)
     real_share = sum((t.instances > 0).sum() for _, t in rows) / sum(t.instances.size for _, t in rows)
     out = {"pairs": args.pairs, "n_pairs": len(rows), "real_nuclei_pixel_share": float(real_share),
            "settings": {}}
