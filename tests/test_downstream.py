@@ -16,7 +16,13 @@ from napari_cosynth.cli.main import main
 from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.errors import CosynthError, DatasetError
 from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, run_downstream
-from napari_cosynth.evaluate.downstream_plan import DownstreamPlan, choose_subsets, group_tiles, subset_size
+from napari_cosynth.evaluate.downstream_plan import (
+    DownstreamPlan,
+    choose_subsets,
+    comparable,
+    group_tiles,
+    subset_size,
+)
 from napari_cosynth.evaluate.downstream_report import mean_sd, merged_report, paired_deltas, summarise
 from napari_cosynth.progress import relay, run_to_end
 from napari_cosynth.sample import PointTable
@@ -274,10 +280,19 @@ def test_changed_settings_are_refused(experiment, data, synthesiser):
         next(run_downstream(plan_for(data, segmenter_steps=4), TINY, out, synthesiser=synthesiser))
     with pytest.raises(CosynthError, match="segmenter was"):
         next(run_downstream(plan_for(data), TINY.with_(lr=0.5), out, synthesiser=synthesiser))
+    with pytest.raises(CosynthError, match="segmenter was"):
+        next(run_downstream(plan_for(data), TINY.with_(norm_recalibration=2), out, synthesiser=synthesiser))
     # Checkpointing or logging more often moves no number: such a config resumes the folder.
     progress, _ = drive(run_downstream(plan_for(data), TINY.with_(checkpoint_every=1, log_every=1), out,
                                        synthesiser=synthesiser))
     assert not any("loss" in p.detail for p in progress)  # every run was already finished
+
+
+def test_a_plan_recorded_before_a_segmenter_setting_existed_compares_with_its_default():
+    now = {k: v for k, v in TINY.to_dict().items() if k not in ("seed", "steps", "colour_augment")}
+    before = {k: v for k, v in now.items() if k != "norm_recalibration"}
+    assert comparable("segmenter", before) == comparable("segmenter", now)
+    assert comparable("segmenter", before) != comparable("segmenter", {**now, "norm_recalibration": 3})
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(data, tmp_path):

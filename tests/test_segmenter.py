@@ -105,6 +105,62 @@ def test_existing_run_needs_resume_and_same_settings(trained, discs):
         next(train_segmenter(other, discs, "folder", out, resume=True))
 
 
+def test_norm_recalibration_averages_real_crops_only(discs, tmp_path):
+    """With extras mixed in, the recalibrated BatchNorm statistics are those of real crops alone."""
+    import torch
+    from torch import nn
+
+    from napari_cosynth.data.folder import write_sample
+    from napari_cosynth.segmenter.data import load_pool
+    from napari_cosynth.segmenter.model import SegmenterNet
+
+    for seed in (10, 11):  # extras far brighter than the real discs: a mixed average would show it
+        bright = disc_sample(seed)
+        write_sample(bright.with_(image=np.clip(bright.image.astype(int) + 120, 0, 255).astype(np.uint8)),
+                     tmp_path / "bright")
+    extras = [(tmp_path / "bright", "folder")]
+    cfg = TINY.with_(steps=6, checkpoint_every=6, extra_ratio=0.5)
+    _, plain = run_to_end(train_segmenter(cfg, discs, "folder", tmp_path / "plain", extras=extras))
+    _, recal = run_to_end(train_segmenter(cfg.with_(norm_recalibration=5), discs, "folder", tmp_path / "recal",
+                                          extras=extras))
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(recal / "model.safetensors"))
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    # Only the statistics change: the weights (and so the training stream) are the same.
+    for key in a:
+        if not key.endswith(stats):
+            assert torch.equal(a[key], b[key]), key
+    # The first BatchNorm's input depends on the (shared) weights only: its mean over the real crops
+    # the recalibration draws is what the recalibrated layer must hold.
+    net = SegmenterNet(cfg, 5)
+    net.load_state_dict(a)
+    name, norm = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    first = f"{name}.running_mean"
+    assert not torch.allclose(a[first], b[first])
+    seen = []
+    norm.register_forward_hook(lambda m, inp, out: seen.append(inp[0].mean(dim=(0, 2, 3))))
+    sampler = CropSampler(load_pool(discs, "folder"), [], cfg.crop_size, 0.0, False)
+    rng = np.random.default_rng([cfg.seed, 1])
+    net.train()
+    with torch.no_grad():
+        for _ in range(5):
+            net(torch.from_numpy(sampler.batch(rng, cfg.batch_size)[0]).permute(0, 3, 1, 2).contiguous())
+    expected = torch.stack(seen).mean(0)
+    assert torch.allclose(b[first], expected, atol=1e-5)
+    assert not torch.allclose(a[first], expected, atol=1e-3)
+
+
+def test_a_run_recorded_before_norm_recalibration_resumes(discs, tmp_path):
+    cfg = TINY.with_(steps=4, checkpoint_every=2)
+    run_to_end(train_segmenter(cfg, discs, "folder", tmp_path / "run", steps=2))
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    del record["config"]["norm_recalibration"]  # as written before the setting existed
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record))
+    progress, _ = run_to_end(train_segmenter(cfg, discs, "folder", tmp_path / "run", resume=True))
+    assert [p.step for p in progress] == [3, 4]
+    with pytest.raises(CosynthError, match="norm_recalibration"):
+        next(train_segmenter(cfg.with_(norm_recalibration=3), discs, "folder", tmp_path / "run", resume=True))
+
+
 def test_extra_data_must_share_the_vocabulary(discs, tmp_path):
     from napari_cosynth.data.folder import write_sample
 

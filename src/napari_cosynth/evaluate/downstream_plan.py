@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import CosynthError
 from ..jsonio import read_json
+from ..segmenter.config import SegmenterConfig
 
 ARMS = ("real", "augment", "synthetic")
 LAYOUT_KINDS = ("real", "generated")
@@ -35,8 +36,11 @@ _BOOKKEEPING = ("checkpoint_every", "log_every")
 def comparable(key: str, value):
     """``value`` of plan setting ``key`` as compared between runs: the segmenter config without its
     bookkeeping fields, so that a config that only checkpoints more or less often can resume or
-    merge with folders it ran before."""
+    merge with folders it ran before, and with the defaults of settings added since filled in."""
     if key == "segmenter" and isinstance(value, dict):
+        # Settings added since a plan was recorded take their defaults (the behaviour it ran with).
+        value = {k: v for k, v in SegmenterConfig.completed(value).items() if k not in ("seed", "steps",
+                                                                                      "colour_augment")}
         return {k: v for k, v in value.items() if k not in _BOOKKEEPING}
     return value
 

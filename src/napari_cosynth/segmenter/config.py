@@ -51,6 +51,11 @@ class SegmenterConfig(ConfigModel):
     colour_augment : bool
         Random brightness / contrast / saturation / hue-like channel jitter on top of flips and
         rotations (the "conventional augmentation" arm of the downstream experiment).
+    norm_recalibration : int
+        After the last step, re-estimate every BatchNorm layer's statistics from this many batches of
+        real crops (no extras, no colour jitter); 0 keeps the running averages of training. With
+        ``--extra`` datasets those averages mix real and synthetic crops, and on real images the
+        mismatch can make the network miss most nuclei (docs/downstream.md).
     checkpoint_every, log_every : int
         Steps between checkpoints and between lines of the loss log.
     seed : int
@@ -74,6 +79,8 @@ class SegmenterConfig(ConfigModel):
     distance_weight: Weight = 1.0
     extra_ratio: Annotated[Float, Field(ge=0.0, le=1.0)] = 0.5
     colour_augment: Bool = False
+    # 0 by default so that a segmenter saved before this setting existed reads back as what it was.
+    norm_recalibration: Annotated[Int, Field(ge=0)] = 0
     checkpoint_every: Count = 500
     log_every: Count = 10
     seed: Annotated[Int, AfterValidator(_seed)] = 0
@@ -91,6 +98,15 @@ class SegmenterConfig(ConfigModel):
                 f"{self.size_multiple}"
             )
         return self
+
+    @classmethod
+    def completed(cls, settings: dict) -> dict:
+        """``settings`` (a stored config) with the defaults of settings it predates filled in.
+
+        Every setting added later defaults to what the code did before it existed, so a run or
+        plan recorded without it compares equal to one recorded with its default.
+        """
+        return {**cls().to_dict(), **settings}
 
     @property
     def size_multiple(self) -> int:

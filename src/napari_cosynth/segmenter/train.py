@@ -215,6 +215,8 @@ def train_segmenter(
         losses["total"].backward()
         optimizer.step()
         step += 1
+        if step == config.steps and config.norm_recalibration:
+            recalibrate_norm(model, real, config, dev)
         seconds = time.perf_counter() - started
         values = {k: float(v.detach()) for k, v in losses.items()}
         if step % config.log_every == 0 or step == config.steps:
@@ -228,13 +230,31 @@ def train_segmenter(
     return final
 
 
+def recalibrate_norm(model: SegmenterNet, real, config: SegmenterConfig, device) -> None:
+    """Re-estimate the BatchNorm statistics of ``model`` on ``config.norm_recalibration`` batches of
+    crops of the real pool ``real`` (torch's ``update_bn``: an exact average, not a running one).
+
+    Training with synthetic pairs leaves BatchNorm averages of a mixture of real and synthetic crops,
+    weighted by the last batches' mix; the network is then applied to real images only. Drawn with a
+    generator of their own, so the training stream (and a resumed run) is unaffected.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    sampler = CropSampler(real, [], config.crop_size, 0.0, colour_augment=False)
+    rng = np.random.default_rng([config.seed, 1])
+    batches = (torch.from_numpy(sampler.batch(rng, config.batch_size)[0]).permute(0, 3, 1, 2).contiguous()
+               for _ in range(config.norm_recalibration))
+    update_bn(batches, model, device)
+    model.train()
+
+
 def _check_same_run(folder: RunFolder, record: dict) -> None:
     path, out = folder.record_path, folder.path
     try:
         saved = read_json(path)
     except (OSError, ValueError) as exc:
         raise CosynthError(f"{path}: cannot be read ({exc}); cannot check what the run trained on") from None
-    a = dict(saved.get("config", {}), steps=None)
+    a = dict(SegmenterConfig.completed(saved.get("config", {})), steps=None)
     b = dict(record["config"], steps=None)
     differs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     for key in ("data", "extras", "magnification"):
