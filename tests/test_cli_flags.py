@@ -17,7 +17,6 @@ CLI = Path(__file__).parents[1] / "src" / "napari_cosynth" / "cli"
 DIFFERENT_ON_PURPOSE = {
     ("--model", "evaluate downstream"): "None: only the synthetic arm needs a joint model, and it asks for one",
     ("--sampler", "generate-dataset"): "None: a rerun continues its folder's sampler (a new folder: unipc)",
-    ("--sampler", "evaluate downstream"): "'fast': the sampler of the experiments in docs/downstream.md",
     ("--out", "train"): "runs/cosynth: a run folder; where --out is optional elsewhere, none is written",
     ("--n", "evaluate grid"): "4 rows of real patches, not a number of pairs",
     ("--seed", "generate"): "None: a seed is drawn and recorded in every pair",

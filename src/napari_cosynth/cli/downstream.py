@@ -17,8 +17,7 @@ def register(evaluate_subparsers) -> None:
         "downstream",
         help="train the segmenter on real / augmented / real+synthetic data at several training "
              "fractions and seeds; score each on the test split (resumable)",
-        parents=[sampling_flags(default="fast", default_help="fast, the sampler of the recorded experiments "
-                                                            "in docs/downstream.md"),
+        parents=[sampling_flags(),
                  device_flag(), output_flag("experiment folder; rerun the command to continue it"),
                  quiet_flag(), json_flag("print the full report as JSON")],
     )

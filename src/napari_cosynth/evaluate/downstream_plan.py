@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER
 from ..errors import CosynthError
 from ..jsonio import read_json
 from ..segmenter.config import SegmenterConfig
@@ -90,7 +91,7 @@ class DownstreamPlan:
     jitter: float = 0.0
     synthetic_pairs: int | None = None
     synthetic_seed: int = 0
-    sampler: str = "fast"
+    sampler: str = DEFAULT_SAMPLER
     sampler_steps: int | None = None
     guidance: float = 2.0
     fit_iterations: int = 4
