@@ -186,14 +186,17 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     qtbot.waitUntil(lambda: widget.last_step is not None and widget.last_step.step >= 10, timeout=WAIT_MS)
     bar = widget.runner.task.bar  # napari's progress bar advances once per denoising step
     assert bar.total == 100 and 10 <= bar.n < 100
-    assert viewer.layers[-2].name == "cosynth 2 preview"  # the live preview, under the layout
+    # the run will replace cosynth 1: its live preview is shown in cosynth 1's image layer, no layer added
+    assert [layer.name for layer in viewer.layers] == list(first)
     assert viewer.layers[-1] is layout
+    image = viewer.layers["cosynth 1 image"]
+    qtbot.waitUntil(lambda: not np.array_equal(image.data, data["cosynth 1 image"]), timeout=WAIT_MS)
     widget.cancel.native.click()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     timer.stop()
     assert widget.last_step.step < 100
     assert "cancelled" in widget.status.value
-    assert [layer.name for layer in viewer.layers] == list(first)  # preview gone, nothing added
+    assert [layer.name for layer in viewer.layers] == list(first)  # nothing added, the preview undone
     for name, layer in first.items():
         assert viewer.layers[name] is layer
         np.testing.assert_array_equal(layer.data, data[name])

@@ -152,7 +152,7 @@ class CoSynthWidget(QWidget):
             self._counter = number
             self._show_pair(pairs[0], name, target)
 
-        self.runner.start(make, name, show)
+        self.runner.start(make, name, show, preview_into=target.layers["image"] if target else None)
 
     def _next_run_number(self) -> int:
         """Runs are numbered in the order they finish; a cancelled or failed one takes no number."""
@@ -241,7 +241,7 @@ class CoSynthWidget(QWidget):
             update_meta(run, new)
             self._show_provenance(new)
 
-        self.runner.start(make, run.name, show)
+        self.runner.start(make, run.name, show, preview_into=run.layers["image"])
 
     def _on_export(self) -> None:
         folder = str(self.export_dir.value or "").strip()

@@ -142,19 +142,28 @@ class Runner:
         self.task: Task | None = None
         self.last_step: GenerationProgress | None = None
         self.preview = None
+        self._into = self._into_data = None
+        self._delivered = False
 
     @property
     def busy(self) -> bool:
         return self.task is not None
 
-    def start(self, make: Callable[[], Generator], name: str, on_result: Callable[[Any], None]) -> None:
+    def start(self, make: Callable[[], Generator], name: str, on_result: Callable[[Any], None], *,
+              preview_into=None) -> None:
         """Run ``make()``'s generator in a worker; ``on_result`` gets its return value.
 
         ``make`` is called in the worker thread (it may import torch or move a model).
+        ``preview_into``: an image layer that shows the live preview instead of a new layer, for a job
+        whose result will overwrite that layer anyway (a run replacing the previous one, a
+        re-synthesis). napari pauses the viewer to add a layer and again, for a full garbage
+        collection, to remove one (about a second each with torch loaded), so reusing the layer
+        keeps the viewer responsive; its data is put back if the job is cancelled or fails.
         """
         import time
 
         self.last_step = None
+        self._into, self._into_data, self._delivered = preview_into, None, False
         self.status.value = f"{name}: loading and checking..."
         started = time.perf_counter()
 
@@ -164,6 +173,7 @@ class Runner:
             except Exception as err:  # noqa: BLE001 - in a slot it would only reach the terminal
                 self.on_error(err)
                 return
+            self._delivered = True
             self.status.value = f"{name}: done in {time.perf_counter() - started:.1f} s"
 
         self.task = Task(make, description=f"CoSynth {name}", on_step=lambda s: self._on_step(s, name),
@@ -186,6 +196,12 @@ class Runner:
         if step.preview is None:
             return
         image = step.preview["image"][0]
+        if self._into is not None:
+            if self._into in self.viewer.layers:
+                if self._into_data is None:
+                    self._into_data = self._into.data
+                self._into.data = image
+            return
         if self.preview is not None:
             self.preview.data = image
             return
@@ -212,6 +228,9 @@ class Runner:
     def _on_finished(self, cancelled: bool) -> None:
         self.task = None
         self._remove_preview()
+        if self._into_data is not None and not self._delivered and self._into in self.viewer.layers:
+            self._into.data = self._into_data
+        self._into = self._into_data = None
         self.on_busy(False)
         if cancelled:
             step = self.last_step
