@@ -28,7 +28,7 @@ from ..engine.training.state import load_training_state, rng_states, save_traini
 from ..errors import ConfigError, CosynthError
 from ..jsonio import read_json
 from .config import SegmenterConfig
-from .data import CropSampler, check_compatible, load_pool
+from .data import CropSampler, Pool, check_compatible, load_pool
 from .model import CHECKPOINT_FILES, WEIGHTS, SegmenterNet, save_segmenter
 
 RUN_RECORD = "run.json"
@@ -230,7 +230,7 @@ def train_segmenter(
     return final
 
 
-def recalibrate_norm(model: SegmenterNet, real, config: SegmenterConfig, device) -> None:
+def recalibrate_norm(model: SegmenterNet, real: Pool, config: SegmenterConfig, device) -> None:
     """Re-estimate the BatchNorm statistics of ``model`` on ``config.norm_recalibration`` batches of
     crops of the real pool ``real`` (torch's ``update_bn``: an exact average, not a running one).
 
@@ -244,8 +244,7 @@ def recalibrate_norm(model: SegmenterNet, real, config: SegmenterConfig, device)
     rng = np.random.default_rng([config.seed, 1])
     batches = (torch.from_numpy(sampler.batch(rng, config.batch_size)[0]).permute(0, 3, 1, 2).contiguous()
                for _ in range(config.norm_recalibration))
-    update_bn(batches, model, device)
-    model.train()
+    update_bn(batches, model, device)  # leaves the model in the mode it was in
 
 
 def _check_same_run(folder: RunFolder, record: dict) -> None:
