@@ -275,3 +275,34 @@ def test_the_bundled_model_is_the_widgets_default(make_napari_viewer, qtbot, err
     image, semantic, _, _ = viewer.layers[-5:-1]
     assert image.data.shape == (64, 64, 3) and semantic.data.shape == (64, 64)
     assert widget.runs[-1].sample.provenance["model_id"].startswith("default-")
+
+
+def test_a_failed_job_ends_and_puts_back_the_layer_its_preview_was_shown_in(make_napari_viewer, qtbot):
+    """A job failing with a RuntimeError (what torch raises, out of memory included) is reported and
+    ends (superqt's worker would drop it and leave the widget busy); a replacing run or a re-synthesis
+    previews in the layer it will overwrite, and after a failure that layer shows what it showed."""
+    import time
+
+    from magicgui.widgets import Label
+
+    from napari_cosynth.engine.pipeline.conditions import GenerationProgress
+    from napari_cosynth.napari.worker import Runner
+
+    viewer = make_napari_viewer()
+    before = np.zeros((8, 8, 3), np.uint8)
+    layer = viewer.add_image(before.copy(), rgb=True, name="cosynth 1 image")
+    seen, failed = [], []
+    runner = Runner(viewer, status=Label(), on_busy=lambda busy: None, on_error=failed.append)
+    runner.on_layer_added = lambda: seen.append("added")
+
+    def make():
+        yield GenerationProgress(1, 2, {"image": np.full((1, 8, 8, 3), 200, np.uint8)})
+        time.sleep(0.5)  # the preview reaches the layer before the failure does
+        raise RuntimeError("the sampler failed")
+
+    runner.start(make, "cosynth 2", on_result=lambda value: None, preview_into=layer)
+    qtbot.waitUntil(lambda: int(np.asarray(layer.data).max()) == 200, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not runner.busy, timeout=WAIT_MS)
+    assert [str(e) for e in failed] == ["the sampler failed"]
+    assert [lyr.name for lyr in viewer.layers] == ["cosynth 1 image"] and not seen  # no preview layer
+    np.testing.assert_array_equal(layer.data, before)

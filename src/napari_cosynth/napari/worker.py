@@ -20,6 +20,21 @@ if TYPE_CHECKING:
     from ..engine.pipeline.conditions import GenerationProgress
 
 
+class JobFailed(Exception):
+    """A job's RuntimeError, carried under another type.
+
+    superqt's generator worker (behind napari's ``thread_worker``) takes any RuntimeError raised by the
+    generator for a sign that its own Qt object was deleted: it emits neither ``errored`` nor
+    ``finished``, so the widget would stay busy for good. torch raises RuntimeError for most failures
+    (out of memory on a GPU included), so the job's RuntimeErrors travel wrapped and are unwrapped
+    before ``on_error`` sees them.
+    """
+
+    def __init__(self, original: RuntimeError):
+        super().__init__(str(original))
+        self.original = original
+
+
 class Task:
     """One background job: a generator factory, its worker, its progress bar and its callbacks.
 
@@ -64,15 +79,18 @@ class Task:
 
             # One torch thread unless the user set another count: engine/threads.py says why.
             use_generation_threads()
-            self._inner = make()
-            return (yield from self._inner)
+            try:
+                self._inner = make()
+                return (yield from self._inner)
+            except RuntimeError as err:
+                raise JobFailed(err) from err
 
         self.worker = work()
         # The bar starts indeterminate (model loading) and gets its total with the first step.
         self.bar = progress(total=0, desc=description)
         self.worker.yielded.connect(self._on_yielded)
         self.worker.returned.connect(on_result)
-        self.worker.errored.connect(on_error)
+        self.worker.errored.connect(lambda err: on_error(err.original if isinstance(err, JobFailed) else err))
         self.worker.aborted.connect(self._on_aborted)
         self.worker.finished.connect(self._on_finished)
         self._on_step = on_step
