@@ -175,7 +175,8 @@ def c2st(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: C2STSetting
     -------
     dict
         ``accuracy`` (mean balanced held-out accuracy over folds), ``sd`` (its standard deviation
-        over folds, ddof 1), ``folds`` (per-fold accuracies), ``auc`` and ``auc_sd`` (the same for
+        over folds, ddof 1), ``folds`` (per-fold accuracies), ``held_out`` (the groups each fold
+        held out, in the same order), ``auc`` and ``auc_sd`` (the same for
         the ROC AUC of the classifier's scores, which does not depend on where its threshold
         falls on a held-out tile), ``n_folds``, ``n_crops``.
     """
@@ -189,6 +190,8 @@ def c2st(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: C2STSetting
         "accuracy": float(np.mean(scores)),
         "sd": float(np.std(scores, ddof=1)),
         "folds": [round(s, 4) for s in scores],
+        # Which images or tiles each fold held out: where the classifier can tell the sets apart.
+        "held_out": [sorted({str(g) for g in np.asarray(groups)[f]}) for f in folds],
         "auc": float(np.mean(aucs)),
         "auc_sd": float(np.std(aucs, ddof=1)),
         "n_folds": len(folds),
