@@ -191,12 +191,15 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     assert viewer.layers[-1] is layout
     image = viewer.layers["cosynth 1 image"]
     qtbot.waitUntil(lambda: not np.array_equal(image.data, data["cosynth 1 image"]), timeout=WAIT_MS)
+    shown = {layer.name for layer in viewer.layers if layer.visible}
+    assert "cosynth 1 semantic" not in shown and "cosynth 1 instances" not in shown  # old labels hidden
     widget.cancel.native.click()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     timer.stop()
     assert widget.last_step.step < 100
     assert "cancelled" in widget.status.value
     assert [layer.name for layer in viewer.layers] == list(first)  # nothing added, the preview undone
+    assert viewer.layers["cosynth 1 semantic"].visible and viewer.layers["cosynth 1 instances"].visible
     for name, layer in first.items():
         assert viewer.layers[name] is layer
         np.testing.assert_array_equal(layer.data, data[name])

@@ -152,7 +152,11 @@ class CoSynthWidget(QWidget):
             self._counter = number
             self._show_pair(pairs[0], name, target)
 
-        self.runner.start(make, name, show, preview_into=target.layers["image"] if target else None)
+        # A replacing run previews in the image layer it will overwrite, with the old labels hidden.
+        preview = {} if target is None else {
+            "preview_into": target.layers["image"],
+            "hide_while_previewing": [layer for role, layer in target.layers.items() if role != "image"]}
+        self.runner.start(make, name, show, **preview)
 
     def _next_run_number(self) -> int:
         """Runs are numbered in the order they finish; a cancelled or failed one takes no number."""

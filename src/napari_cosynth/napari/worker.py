@@ -162,13 +162,14 @@ class Runner:
         self.preview = None
         self._into = self._into_data = None
         self._delivered = False
+        self._hide, self._hidden = [], []
 
     @property
     def busy(self) -> bool:
         return self.task is not None
 
     def start(self, make: Callable[[], Generator], name: str, on_result: Callable[[Any], None], *,
-              preview_into=None) -> None:
+              preview_into=None, hide_while_previewing=()) -> None:
         """Run ``make()``'s generator in a worker; ``on_result`` gets its return value.
 
         ``make`` is called in the worker thread (it may import torch or move a model).
@@ -177,11 +178,14 @@ class Runner:
         re-synthesis). napari pauses the viewer to add a layer and again, for a full garbage
         collection, to remove one (about a second each with torch loaded), so reusing the layer
         keeps the viewer responsive; its data is put back if the job is cancelled or fails.
+        ``hide_while_previewing``: layers hidden from the first preview to the end of the job (the
+        labels of the run being replaced, which do not belong to the new image).
         """
         import time
 
         self.last_step = None
         self._into, self._into_data, self._delivered = preview_into, None, False
+        self._hide, self._hidden = list(hide_while_previewing), []
         self.status.value = f"{name}: loading and checking..."
         started = time.perf_counter()
 
@@ -218,6 +222,9 @@ class Runner:
             if self._into in self.viewer.layers:
                 if self._into_data is None:
                     self._into_data = self._into.data
+                    self._hidden = [layer for layer in self._hide if layer.visible]
+                    for layer in self._hidden:
+                        layer.visible = False
                 self._into.data = image
             return
         if self.preview is not None:
@@ -248,7 +255,10 @@ class Runner:
         self._remove_preview()
         if self._into_data is not None and not self._delivered and self._into in self.viewer.layers:
             self._into.data = self._into_data
+        for layer in self._hidden:
+            layer.visible = True
         self._into = self._into_data = None
+        self._hide, self._hidden = [], []
         self.on_busy(False)
         if cancelled:
             step = self.last_step
