@@ -17,6 +17,7 @@ from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.errors import CosynthError, DatasetError
 from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, run_downstream
 from napari_cosynth.evaluate.downstream_plan import (
+    PER_RUN_SEGMENTER,
     DownstreamPlan,
     choose_subsets,
     comparable,
@@ -289,7 +290,7 @@ def test_changed_settings_are_refused(experiment, data, synthesiser):
 
 
 def test_a_plan_recorded_before_a_segmenter_setting_existed_compares_with_its_default():
-    now = {k: v for k, v in TINY.to_dict().items() if k not in ("seed", "steps", "colour_augment")}
+    now = {k: v for k, v in TINY.to_dict().items() if k not in PER_RUN_SEGMENTER}
     before = {k: v for k, v in now.items() if k != "norm_recalibration"}
     assert comparable("segmenter", before) == comparable("segmenter", now)
     assert comparable("segmenter", before) != comparable("segmenter", {**now, "norm_recalibration": 3})

@@ -36,6 +36,7 @@ from ..jsonio import read_json
 from ..progress import relay
 from ..sample import PointTable, Vocabulary
 from .downstream_plan import (
+    PER_RUN_SEGMENTER,
     PLAN_FILE,
     DownstreamPlan,
     checked_plan,
@@ -231,7 +232,7 @@ def read_result(out: str | Path, fraction: float, arm: str, seed: int) -> dict |
 def _plan_record(ctx: _Context, subsets: dict, n_tiles: int, n_pairs: dict) -> dict:
     plan, synth = ctx.plan, ctx.synthesiser
     record = {k: v for k, v in asdict(plan).items() if k != "segmenter_steps"}
-    segmenter = {k: v for k, v in ctx.config.to_dict().items() if k not in ("seed", "steps", "colour_augment")}
+    segmenter = {k: v for k, v in ctx.config.to_dict().items() if k not in PER_RUN_SEGMENTER}
     record.update(
         magnification=ctx.magnification, steps=ctx.steps, segmenter=segmenter,
         model_id=synth.pipe.card.model_id if synth else None,

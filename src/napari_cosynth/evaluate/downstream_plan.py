@@ -29,6 +29,8 @@ PLAN_FILE = "plan.json"
 FIXED_SETTINGS = ("train", "test", "format", "test_format", "magnification", "subset_seed", "tile_pattern",
                   "layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps",
                   "guidance", "fit_iterations", "steps", "segmenter", "model_id", "canvas")
+# Segmenter settings the experiment sets per run and arm, so the plan does not record them.
+PER_RUN_SEGMENTER = ("seed", "steps", "colour_augment")
 # Fields of the segmenter config that change when checkpoints are written and losses logged, not the
 # weights a run ends with (a resumed run ends bit-identical to an uninterrupted one).
 _BOOKKEEPING = ("checkpoint_every", "log_every")
@@ -40,9 +42,8 @@ def comparable(key: str, value):
     merge with folders it ran before, and with the defaults of settings added since filled in."""
     if key == "segmenter" and isinstance(value, dict):
         # Settings added since a plan was recorded take their defaults (the behaviour it ran with).
-        value = {k: v for k, v in SegmenterConfig.completed(value).items() if k not in ("seed", "steps",
-                                                                                      "colour_augment")}
-        return {k: v for k, v in value.items() if k not in _BOOKKEEPING}
+        return {k: v for k, v in SegmenterConfig.completed(value).items()
+                if k not in PER_RUN_SEGMENTER + _BOOKKEEPING}
     return value
 
 
