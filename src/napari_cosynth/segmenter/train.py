@@ -206,7 +206,7 @@ def train_segmenter(
     while step < config.steps:
         started = time.perf_counter()
         images, semantic, distance = sampler.batch(rng, config.batch_size)
-        images_t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(dev)
+        images_t = _as_input(images).to(dev)
         logits, dist_pred = model(images_t)
         losses = segmentation_losses(
             logits, dist_pred, torch.from_numpy(semantic).to(dev), torch.from_numpy(distance).to(dev), config
@@ -215,9 +215,9 @@ def train_segmenter(
         losses["total"].backward()
         optimizer.step()
         step += 1
+        seconds = time.perf_counter() - started  # the step itself, not the recalibration below
         if step == config.steps and config.norm_recalibration:
             recalibrate_norm(model, real, config, dev)
-        seconds = time.perf_counter() - started
         values = {k: float(v.detach()) for k, v in losses.items()}
         if step % config.log_every == 0 or step == config.steps:
             folder.log(step, [values[k] for k in LOSS_COLUMNS[1:-1]], seconds)
@@ -242,9 +242,13 @@ def recalibrate_norm(model: SegmenterNet, real: Pool, config: SegmenterConfig, d
 
     sampler = CropSampler(real, [], config.crop_size, 0.0, colour_augment=False)
     rng = np.random.default_rng([config.seed, 1])
-    batches = (torch.from_numpy(sampler.batch(rng, config.batch_size)[0]).permute(0, 3, 1, 2).contiguous()
-               for _ in range(config.norm_recalibration))
+    batches = (_as_input(sampler.batch(rng, config.batch_size)[0]) for _ in range(config.norm_recalibration))
     update_bn(batches, model, device)  # leaves the model in the mode it was in
+
+
+def _as_input(images: np.ndarray) -> torch.Tensor:
+    """A crop batch (B, H, W, 3) float32 in [0, 1] as the network's (B, 3, H, W) input."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
 def _check_same_run(folder: RunFolder, record: dict) -> None:
