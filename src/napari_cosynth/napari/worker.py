@@ -11,6 +11,7 @@ The napari progress bar lives in the main thread and is advanced from the ``yiel
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CosynthError
@@ -33,6 +34,33 @@ class JobFailed(Exception):
     def __init__(self, original: RuntimeError):
         super().__init__(str(original))
         self.original = original
+
+
+@dataclass
+class _PreviewTarget:
+    """An existing image layer a job previews in (see :meth:`Runner.start`), and what to put back."""
+
+    layer: Any
+    hide: list
+    saved: Any = None  # the layer's data before the first preview
+    hidden: list = field(default_factory=list)  # the layers of ``hide`` this job made invisible
+    delivered: bool = False  # the job's result reached the widget: keep what the layer shows
+
+    def show(self, image, viewer) -> None:
+        if self.layer not in viewer.layers:
+            return
+        if self.saved is None:
+            self.saved = self.layer.data
+            self.hidden = [layer for layer in self.hide if layer.visible]
+            for layer in self.hidden:
+                layer.visible = False
+        self.layer.data = image
+
+    def restore(self, viewer) -> None:
+        if self.saved is not None and not self.delivered and self.layer in viewer.layers:
+            self.layer.data = self.saved
+        for layer in self.hidden:
+            layer.visible = True
 
 
 class Task:
@@ -160,9 +188,7 @@ class Runner:
         self.task: Task | None = None
         self.last_step: GenerationProgress | None = None
         self.preview = None
-        self._into = self._into_data = None
-        self._delivered = False
-        self._hide, self._hidden = [], []
+        self._target: _PreviewTarget | None = None
 
     @property
     def busy(self) -> bool:
@@ -184,8 +210,7 @@ class Runner:
         import time
 
         self.last_step = None
-        self._into, self._into_data, self._delivered = preview_into, None, False
-        self._hide, self._hidden = list(hide_while_previewing), []
+        self._target = None if preview_into is None else _PreviewTarget(preview_into, list(hide_while_previewing))
         self.status.value = f"{name}: loading and checking..."
         started = time.perf_counter()
 
@@ -195,7 +220,8 @@ class Runner:
             except Exception as err:  # noqa: BLE001 - in a slot it would only reach the terminal
                 self.on_error(err)
                 return
-            self._delivered = True
+            if self._target is not None:
+                self._target.delivered = True
             self.status.value = f"{name}: done in {time.perf_counter() - started:.1f} s"
 
         self.task = Task(make, description=f"CoSynth {name}", on_step=lambda s: self._on_step(s, name),
@@ -218,14 +244,8 @@ class Runner:
         if step.preview is None:
             return
         image = step.preview["image"][0]
-        if self._into is not None:
-            if self._into in self.viewer.layers:
-                if self._into_data is None:
-                    self._into_data = self._into.data
-                    self._hidden = [layer for layer in self._hide if layer.visible]
-                    for layer in self._hidden:
-                        layer.visible = False
-                self._into.data = image
+        if self._target is not None:
+            self._target.show(image, self.viewer)
             return
         if self.preview is not None:
             self.preview.data = image
@@ -253,12 +273,9 @@ class Runner:
     def _on_finished(self, cancelled: bool) -> None:
         self.task = None
         self._remove_preview()
-        if self._into_data is not None and not self._delivered and self._into in self.viewer.layers:
-            self._into.data = self._into_data
-        for layer in self._hidden:
-            layer.visible = True
-        self._into = self._into_data = None
-        self._hide, self._hidden = [], []
+        if self._target is not None:
+            self._target.restore(self.viewer)
+            self._target = None
         self.on_busy(False)
         if cancelled:
             step = self.last_step
