@@ -4,11 +4,14 @@ each foreground rule and distance floor, and score them against the layouts they
     python benchmarks/tune_foreground.py --pairs runs/eval/train-layouts-default/pairs \
         --real ../shared/data/consep/train --real-format consep --mag 20 [--floors 0.02 0.05 0.1 0.2]
         [--marker-sizes 2 3 4 5 6 8] [--sigmas 0.5 1 --thresholds 0.5 0.6 0.7]
+        [--split-depths 0.03 0.05 0.1 --split-sigmas 0.5 1]
 
 ``--marker-sizes`` tries minimum marker sizes on the generated-map preset (foreground rule and floor
 of ``SeparationParams.for_generated``): noise in a generated distance map raises small second peaks
 that cut one nucleus in two. ``--sigmas`` with ``--thresholds`` searches the full grid of smoothing,
-marker level and minimum marker size (``--marker-sizes``, else the preset's).
+marker level and minimum marker size (``--marker-sizes``, else the preset's). ``--split-depths``
+with ``--split-sigmas`` tries cutting marker regions at their h-maxima (``SeparationParams.split_depth``)
+on the generated-map preset with each minimum marker size (``--marker-sizes``, else the preset's).
 
 Prints JSON: for each setting, detection F_d / Acc / false positives against the pairs' input
 points, and the pooled nuclei pixel share against the real maps of the same layouts. Choose on pairs
@@ -38,6 +41,10 @@ def main(argv=None) -> dict:
                     help="with --thresholds: smoothing sigmas of a full grid (x thresholds x marker sizes)")
     ap.add_argument("--thresholds", type=float, nargs="*", default=[],
                     help="with --sigmas: marker levels of the grid")
+    ap.add_argument("--split-depths", type=float, nargs="*", default=[],
+                    help="h-maxima depths for splitting marker regions (SeparationParams.split_depth)")
+    ap.add_argument("--split-sigmas", type=float, nargs="*", default=[1.0],
+                    help="with --split-depths: smoothing of the map the peaks are found on")
     args = ap.parse_args(argv)
 
     from napari_cosynth.data.registry import open_dataset
@@ -69,6 +76,11 @@ def main(argv=None) -> dict:
             for size in args.marker_sizes or [generated.min_marker_size]:
                 settings[f"sigma {sigma:g}, level {level:g}, min marker {size}"] = replace(
                     generated, smoothing_sigma=sigma, marker_threshold=level, min_marker_size=size)
+    for depth in args.split_depths:
+        for sigma in args.split_sigmas:
+            for size in args.marker_sizes or [generated.min_marker_size]:
+                settings[f"split depth {depth:g}, split sigma {sigma:g}, min marker {size}"] = replace(
+                    generated, split_depth=depth, split_sigma=sigma, min_marker_size=size)
     real_share = sum((t.instances > 0).sum() for _, t in rows) / sum(t.instances.size for _, t in rows)
     out = {"pairs": args.pairs, "n_pairs": len(rows), "real_nuclei_pixel_share": float(real_share),
            "settings": {}}

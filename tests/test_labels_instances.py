@@ -1,6 +1,7 @@
 """Tests of instance recovery from (semantic, distance) maps and of the connected-components
 baseline."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,9 @@ def test_bad_maps_raise_clear_errors():
         ("min_area", 2.5),
         ("foreground", "distance"),
         ("distance_floor", 1.0),
+        ("split_depth", -0.1),
+        ("split_depth", 1.0),
+        ("split_sigma", float("nan")),
     ],
 )
 def test_separation_params_reject_bad_values(field, value):
@@ -270,3 +274,46 @@ def test_generated_maps_take_the_extent_of_their_distance_map_but_never_a_nucleu
     real_plain, _ = instances_from_maps(sem, truth, SeparationParams.for_magnification(20.0))
     real_gen, _ = instances_from_maps(sem, truth, params)
     assert np.array_equal(real_plain, real_gen)
+
+
+def peanut(gap: int) -> np.ndarray:
+    """Two discs of radius 9 whose centres lie ``gap`` px apart, drawn as ONE nucleus: the way a
+    generated map shows two touching nuclei that it did not separate."""
+    rr, cc = np.ogrid[:30, :50]
+    union = ((rr - 15) ** 2 + (cc - 15) ** 2 <= 81) | ((rr - 15) ** 2 + (cc - 15 - gap) ** 2 <= 81)
+    return union.astype(np.int32)
+
+
+def test_split_depth_cuts_a_marker_region_with_two_peaks_at_its_saddle():
+    blob = peanut(12)
+    sem = semantic_map(blob, np.array([3]))
+    dist = distance_map(blob)  # one normalised map: peaks 1 at the two centres, about 0.74 between
+    base = SeparationParams(smoothing_sigma=0.5, marker_threshold=0.6, min_marker_size=5, min_area=2)
+    merged, _ = instances_from_maps(sem, dist, base)
+    assert merged.max() == 1  # the saddle lies above the marker level: one marker, one nucleus
+    split, classes = instances_from_maps(sem, dist, replace(base, split_depth=0.05))
+    assert split.max() == 2 and classes.tolist() == [3, 3]
+    assert ((split > 0) == (blob > 0)).all()  # cutting moves no pixel in or out of the foreground
+    centres = sorted(ndi.center_of_mass(split > 0, split, [1, 2]), key=lambda c: c[1])
+    assert np.allclose(centres, [(15, 15 - 1.5), (15, 27 + 1.5)], atol=1.5)
+
+
+def test_split_depth_leaves_single_nuclei_and_shallow_saddles_whole():
+    inst = two_touching_disks()
+    sem = semantic_map(inst, np.array([1, 2]))
+    params = SeparationParams(smoothing_sigma=0.5, marker_threshold=0.6, min_marker_size=5,
+                              min_area=2, split_depth=0.05)
+    out, _ = instances_from_maps(sem, distance_map(inst), params)
+    assert aji(inst, out) == pytest.approx(1.0, abs=0.02)  # two true nuclei stay two
+    blob = peanut(4)  # nearly one disc: the two peaks sink into one ridge
+    out, _ = instances_from_maps(semantic_map(blob, np.array([3])), distance_map(blob), params)
+    assert out.max() == 1
+    # a split whose parts would hold fewer pixels than min_marker_size is not made: the marker
+    # region above 0.6 holds 105 pixels, each half about 52
+    blob = peanut(12)
+    out, _ = instances_from_maps(semantic_map(blob, np.array([3])), distance_map(blob),
+                                 replace(params, min_marker_size=80))
+    assert out.max() == 1
+    out, _ = instances_from_maps(semantic_map(blob, np.array([3])), distance_map(blob),
+                                 replace(params, min_marker_size=40))
+    assert out.max() == 2
