@@ -289,3 +289,26 @@ def test_a_folder_drawn_under_the_earlier_seed_rule_is_not_resumed(tiny_checkpoi
     with pytest.raises(CosynthError, match="written by napari-cosynth 0.1.0, which drew pairs with another "
                                            "seed rule"):
         _finish(_api_run(tiny_checkpoint, out, 2, exports=("folder",)))
+
+
+def test_a_resume_with_another_instance_cut_is_refused(tiny_checkpoint, tmp_path):
+    """How nuclei are cut from the maps decides the labels, and a model's config.json may change it
+    while its weights and id stay the same: a resume must not mix pairs cut two ways."""
+    import shutil
+
+    out = tmp_path / "run"
+    assert main(cli(tiny_checkpoint, out, n=1)) == 0
+    recipe = json.loads((out / RECIPE_FILE).read_text())
+    first_cut = json.loads((out / "pairs" / plan.pair_name(0) / "meta.json").read_text())
+    assert recipe["instance_recovery"] == first_cut["provenance"]["instance_recovery"]
+    # A folder written before the recipe held the cut: its pairs' provenance tells how they were cut.
+    del recipe["instance_recovery"]
+    (out / RECIPE_FILE).write_text(json.dumps(recipe))
+    assert main(cli(tiny_checkpoint, out, n=2)) == 0
+    recut = tmp_path / "recut-model"
+    shutil.copytree(tiny_checkpoint, recut)
+    config = json.loads((recut / "config.json").read_text())
+    (recut / "config.json").write_text(json.dumps({**config, "separation": {"split_depth": 0.1}}))
+    with pytest.raises(CosynthError, match="instance_recovery"):
+        _finish(_api_run(recut, out, 3, exports=("folder",)))
+    assert sorted(plan.completed_pairs(out / "pairs")) == [0, 1]

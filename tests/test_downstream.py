@@ -17,8 +17,12 @@ from napari_cosynth.engine.pipeline.pipeline import CoSynthPipeline
 from napari_cosynth.errors import CosynthError, DatasetError
 from napari_cosynth.evaluate.downstream import JitteredLayouts, Synthesiser, run_downstream
 from napari_cosynth.evaluate.downstream_plan import (
+    FIXED_SETTINGS,
     PER_RUN_SEGMENTER,
+    PLAN_FILE,
+    SYNTHETIC_DIR,
     DownstreamPlan,
+    checked_plan,
     choose_subsets,
     comparable,
     group_tiles,
@@ -294,6 +298,29 @@ def test_a_plan_recorded_before_a_segmenter_setting_existed_compares_with_its_de
     before = {k: v for k, v in now.items() if k != "norm_recalibration"}
     assert comparable("segmenter", before) == comparable("segmenter", now)
     assert comparable("segmenter", before) != comparable("segmenter", {**now, "norm_recalibration": 3})
+
+
+def _record(**changes) -> dict:
+    record = dict.fromkeys(FIXED_SETTINGS)
+    record.update(train="t", test="v", format="folder", sampler="unipc", guidance=2.0, model_id="m",
+                  arms=["real", "synthetic"], subsets=[{"fraction": 0.5, "names": ["a"]}])
+    record.update(changes)
+    return record
+
+
+def test_sampler_settings_bind_a_rerun_only_where_pairs_were_drawn(tmp_path):
+    (tmp_path / PLAN_FILE).write_text(json.dumps(_record(sampler="fast", arms=["real"])))
+    # No pairs in the folder: a real-only rerun under today's default sampler continues it, keeping the
+    # folder's record, and so does a rerun that now adds the synthetic arm with its own sampler.
+    assert checked_plan(tmp_path, _record(arms=["real"]))["sampler"] == "fast"
+    assert checked_plan(tmp_path, _record())["sampler"] == "unipc"
+    (tmp_path / "fraction-0.5" / SYNTHETIC_DIR).mkdir(parents=True)
+    (tmp_path / PLAN_FILE).write_text(json.dumps(_record(sampler="fast")))
+    with pytest.raises(CosynthError, match="sampler was 'fast', now 'unipc'"):
+        checked_plan(tmp_path, _record())
+    assert checked_plan(tmp_path, _record(arms=["real"]))["sampler"] == "fast"
+    with pytest.raises(CosynthError, match="subset_seed"):  # what decides the real arms still binds
+        checked_plan(tmp_path, _record(arms=["real"], subset_seed=3))
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(data, tmp_path):

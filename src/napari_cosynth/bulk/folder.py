@@ -25,7 +25,7 @@ HOVERNET_DIR = "hovernet"
 HOVERNET_STAGING = ".hovernet.partial"
 # Recipe keys that decide the pixels of a pair: a resume with any of them changed would mix datasets.
 _RECIPE_KEYS = ("model_id", "base_seed", "layouts", "size", "batch", "sampler", "steps", "guidance",
-                "eta", "prompt", "tissue")
+                "eta", "prompt", "tissue", "instance_recovery")
 # Recorded in the recipe; folders of the earlier rule (one stream per batch) cannot be resumed.
 SEED_RULE = "pair i: its own random stream seeded napari_cosynth.seeds.pair_seed(base_seed, i)"
 
@@ -87,6 +87,8 @@ def check_recipe(out: Path, recipe: dict) -> None:
             "drew pairs with another seed rule, so this version cannot add to it; finish it with that "
             "version, or write to another folder"
         )
+    if "instance_recovery" not in before:
+        before = dict(before, instance_recovery=_recorded_cut(Path(out) / PAIRS_DIR))
     changed = [k for k in _RECIPE_KEYS if before.get(k) != recipe.get(k)]
     if changed:
         k = changed[0]
@@ -94,3 +96,12 @@ def check_recipe(out: Path, recipe: dict) -> None:
             f"{out}: an earlier run here used {k} = {before.get(k)!r}, this one {recipe.get(k)!r}; "
             "resume with the same settings, or write to another folder"
         )
+
+
+def _recorded_cut(pairs_dir: Path) -> dict | None:
+    """How the pairs of a run recorded before recipes held ``instance_recovery`` were cut into nuclei:
+    the settings every pair keeps in its provenance (the same model and version cut them all alike)."""
+    for index in sorted(plan.completed_pairs(pairs_dir))[:1]:
+        meta = read_json(pairs_dir / plan.pair_name(index) / "meta.json")
+        return meta.get("provenance", {}).get("instance_recovery")
+    return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import write_text
@@ -289,6 +289,8 @@ def _recipe(pipe, source, shape, base_seed, batch, prompt, tissue) -> dict:
         **({} if settings.eta is None else {"eta": float(settings.eta)}),
         "prompt": prompt,
         "tissue": tissue,
+        # How nuclei are cut from the maps decides the labels: a model's config may change it.
+        "instance_recovery": asdict(pipe.card.separation),
         "seed_rule": SEED_RULE,
     }
 

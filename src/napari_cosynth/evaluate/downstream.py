@@ -38,6 +38,7 @@ from ..sample import PointTable, Vocabulary
 from .downstream_plan import (
     PER_RUN_SEGMENTER,
     PLAN_FILE,
+    SYNTHETIC_DIR,
     DownstreamPlan,
     checked_plan,
     choose_subsets,
@@ -47,7 +48,6 @@ from .downstream_plan import (
 )
 
 RESULT_FILE = "result.json"
-SYNTHETIC_DIR = "synthetic-pairs"
 LAYOUT_MODEL = "layout-model.json"
 
 

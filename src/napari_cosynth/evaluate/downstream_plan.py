@@ -49,6 +49,11 @@ def comparable(key: str, value):
 
 # Settings that a rerun without --model (real and augment arms only) leaves open: the earlier run's stand.
 _FROM_MODEL = ("magnification", "model_id", "canvas")
+# Settings that decide only the synthetic pairs: they bind a rerun only where pairs were drawn already
+# (a folder of real-only runs may take the synthetic arm with any sampler).
+_PAIRS_ONLY = ("layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps",
+               "guidance", "fit_iterations", "model_id", "canvas")
+SYNTHETIC_DIR = "synthetic-pairs"
 
 
 @dataclass(frozen=True)
@@ -236,8 +241,15 @@ def checked_plan(out: Path, record: dict) -> dict:
     except (OSError, ValueError) as err:
         raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
     record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
+    fixed = FIXED_SETTINGS
+    if "synthetic" not in record.get("arms", ()):
+        # This run draws no pairs: the plan keeps describing the pairs the folder may hold.
+        record = dict(record, **{k: before.get(k) for k in _PAIRS_ONLY if k in before})
+    elif not any((out / fraction_dir(s["fraction"]) / SYNTHETIC_DIR).exists()
+                 for s in before.get("subsets", [])):
+        fixed = tuple(k for k in FIXED_SETTINGS if k not in _PAIRS_ONLY)
     changes = "; ".join(f"{k} was {before.get(k)!r}, now {record.get(k)!r}"
-                        for k in FIXED_SETTINGS
+                        for k in fixed
                         if comparable(k, before.get(k)) != comparable(k, record.get(k)))
     if changes:
         raise CosynthError(f"{out}: the earlier runs here used other settings ({changes}); runs with other "
