@@ -261,4 +261,4 @@ def test_the_bundled_model_cuts_instances_with_the_settings_chosen_on_its_output
     meta = json.loads((resolve_model("default") / "config.json").read_text())
     card = ModelCard.from_meta(meta)
     assert card.separation.min_marker_size == 5 and card.separation.foreground == "semantic_or_distance"
-    assert card.separation.split_depth == 0.05 and card.separation.split_sigma == 1.0
+    assert card.separation.split_depth == 0  # tried and not adopted (docs/labels.md)
