@@ -224,6 +224,16 @@ def test_cancel_and_replace(make_napari_viewer, qtbot, tiny_checkpoint, errors):
     assert len(asked) == 1  # cosynth 2 was not edited: replaced without asking
     assert "cosynth 2 image" not in viewer.layers
     assert viewer.layers.index(viewer.layers["cosynth 3 image"]) == index
+    # an edited run replaced on the user's word: Ctrl+Z cannot bring its painted pixels back
+    semantic = viewer.layers["cosynth 3 semantic"]
+    semantic.mode = "paint"
+    semantic.paint((5, 5), 2)
+    click_and_wait(qtbot, widget, "generate")
+    assert len(asked) == 2 and viewer.layers["cosynth 4 semantic"] is semantic
+    fresh = semantic.data.copy()
+    semantic.undo()
+    np.testing.assert_array_equal(semantic.data, fresh)
+    assert semantic.mode == "paint" and semantic.editable
     assert errors == []
 
 

@@ -98,30 +98,35 @@ def add_run(viewer, sample: Sample, name: str, image_layer=None) -> Run:
 def replace_run(viewer, old: Run, sample: Sample, name: str) -> Run:
     """Put a new pair into an earlier run's layers (same place in the list, same display settings).
 
-    The data is swapped in place (adding and removing layers makes napari pause). The undo history
-    of the label layers is cleared with it: napari offers no public call for that, so where its
-    private one is missing the layers are replaced by new ones instead; either way Ctrl+Z can never
-    paint the old run's pixels into the new one.
+    The data is swapped in place (adding and removing layers makes napari pause), and the undo history
+    of the label layers is cleared with it, so that Ctrl+Z can never paint the old run's pixels into
+    the new one.
     """
     old.unwatch()
     layers = {}
     for data, kwargs, kind in sample_to_layers(sample, prefix=name, include_points=False, run=name):
         role = role_of(kwargs["metadata"])
         layer = old.layers[role]
-        if kind == "labels" and not hasattr(layer, "_reset_history"):
-            kwargs.update(visible=layer.visible, opacity=layer.opacity, blending=layer.blending)
-            index = viewer.layers.index(layer)
-            viewer.layers.remove(layer)
-            layer = _create(data, kwargs, kind)
-            viewer.layers.insert(index, layer)
-        else:
-            _update(layer, data, kwargs)
-            if kind == "labels":
-                layer._reset_history()
+        _update(layer, data, kwargs)
+        if kind == "labels":
+            _clear_undo(layer)
         layers[role] = layer
     run = Run(name, layers, sample)
     run.watch()
     return run
+
+
+def _clear_undo(layer) -> None:
+    """Empty a Labels layer's undo and redo history.
+
+    napari has no public call for it (``Labels._reset_history`` is private, and the viewer a plugin
+    gets warns on private access), but a Labels layer made read-only drops its history; so the layer is
+    made read-only and editable again, and its mode (which that resets to pan/zoom) is restored.
+    """
+    mode = layer.mode
+    layer.editable = False
+    layer.editable = True
+    layer.mode = mode
 
 
 def _update(layer, data, kwargs) -> None:
