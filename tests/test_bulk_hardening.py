@@ -305,6 +305,12 @@ def test_a_resume_with_another_instance_cut_is_refused(tiny_checkpoint, tmp_path
     del recipe["instance_recovery"]
     (out / RECIPE_FILE).write_text(json.dumps(recipe))
     assert main(cli(tiny_checkpoint, out, n=2)) == 0
+    # Such a folder interrupted before its first pair holds nothing to mix with: it resumes too.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / RECIPE_FILE).write_text(json.dumps(recipe))
+    assert main(cli(tiny_checkpoint, empty, n=1)) == 0
+    assert plan.completed_pairs(empty / "pairs") == {0}
     recut = tmp_path / "recut-model"
     shutil.copytree(tiny_checkpoint, recut)
     config = json.loads((recut / "config.json").read_text())

@@ -88,7 +88,9 @@ def check_recipe(out: Path, recipe: dict) -> None:
             "version, or write to another folder"
         )
     if "instance_recovery" not in before:
-        before = dict(before, instance_recovery=_recorded_cut(Path(out) / PAIRS_DIR))
+        # Recorded before recipes held the cut: the pairs tell it (no pair yet: nothing to mix with).
+        cut = _recorded_cut(Path(out) / PAIRS_DIR)
+        before = dict(before, instance_recovery=recipe.get("instance_recovery") if cut is None else cut)
     changed = [k for k in _RECIPE_KEYS if before.get(k) != recipe.get(k)]
     if changed:
         k = changed[0]
@@ -99,9 +101,10 @@ def check_recipe(out: Path, recipe: dict) -> None:
 
 
 def _recorded_cut(pairs_dir: Path) -> dict | None:
-    """How the pairs of a run recorded before recipes held ``instance_recovery`` were cut into nuclei:
-    the settings every pair keeps in its provenance (the same model and version cut them all alike)."""
-    for index in sorted(plan.completed_pairs(pairs_dir))[:1]:
-        meta = read_json(pairs_dir / plan.pair_name(index) / "meta.json")
-        return meta.get("provenance", {}).get("instance_recovery")
-    return None
+    """The instance cut a folder's first finished pair records in its provenance (None: no pair yet).
+    One pair is enough: the same model and version cut every pair of a run alike."""
+    done = plan.completed_pairs(pairs_dir)
+    if not done:
+        return None
+    meta = read_json(pairs_dir / plan.pair_name(min(done)) / "meta.json")
+    return meta.get("provenance", {}).get("instance_recovery")

@@ -217,7 +217,10 @@ def instances_from_maps(
     if params.min_marker_size > 1:
         markers = _remove_small(markers, params.min_marker_size)
     if params.split_depth > 0:
-        peaks_map = ndi.gaussian_filter(dist, params.split_sigma) if params.split_sigma else dist
+        if params.split_sigma == params.smoothing_sigma:
+            peaks_map = smooth
+        else:
+            peaks_map = ndi.gaussian_filter(dist, params.split_sigma) if params.split_sigma else dist
         markers = _split_markers(markers, peaks_map, params.split_depth, params.min_marker_size)
     surface = smooth if params.flood_smoothed else dist
     labels = watershed(-surface, markers, mask=foreground)
