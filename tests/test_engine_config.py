@@ -89,6 +89,23 @@ def test_rules_across_keys():
     assert ok.text.pretrained is None and ok.text.frozen
 
 
+def test_learning_rate_schedules_decay_over_the_last_steps():
+    from napari_cosynth.engine.config import TrainConfig
+
+    constant = TrainConfig(steps=4, lr=1.0)
+    assert [constant.learning_rate(i) for i in range(4)] == [1.0] * 4
+    linear = TrainConfig(steps=6, lr=2.0, lr_schedule="linear", lr_decay_steps=4)
+    assert [linear.learning_rate(i) for i in range(6)] == pytest.approx([2.0, 2.0, 2.0, 1.5, 1.0, 0.5])
+    cosine = TrainConfig(steps=4, lr=1.0, lr_schedule="cosine")  # 0: the decay spans the whole run
+    assert [cosine.learning_rate(i) for i in range(4)] == pytest.approx([1.0, 0.8536, 0.5, 0.1464], abs=1e-4)
+    # A resumed run given more steps than the schedule was set for stays at the end of the curve.
+    assert cosine.learning_rate(9) == 0.0
+    _refused({"train": {"lr_decay_steps": 10}}, r"train\.lr_decay_steps: 10 has no effect with lr_schedule 'constant'")
+    _refused({"train": {"lr_schedule": "linear", "steps": 5, "lr_decay_steps": 6}},
+             r"train\.lr_decay_steps: 6 is more than train\.steps \(5\)")
+    _refused({"train": {"lr_schedule": "step"}}, r"train\.lr_schedule: 'step' is not one of constant, linear, cosine")
+
+
 def test_sections_are_checked_when_built_in_code_too():
     with pytest.raises(ConfigError, match=r"train\.steps: must be >= 1"):
         TrainConfig(steps=0)

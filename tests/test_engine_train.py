@@ -398,6 +398,14 @@ def test_train_yields_progress_and_writes_the_run_folder(tiny_data, tmp_path):
     assert grid.shape == (4 * 32 * 4, 6 * 32 * 4, 3) and grid.dtype == np.uint8
 
 
+def test_learning_rate_schedule_is_applied_and_logged(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    _run(train(tiny_config(tiny_data, lr_schedule="linear", lr=0.001, checkpoint_every=10), out))
+    rows = [r.split(",") for r in (out / "loss.csv").read_text().splitlines()]
+    lr = rows[0].index("lr")
+    assert [float(r[lr]) for r in rows[1:]] == pytest.approx([0.001, 0.00075, 0.0005, 0.00025])
+
+
 @pytest.mark.slow
 def test_checkpoint_holds_the_ema_weights_and_loads_without_pickle(tiny_data, tmp_path):
     from napari_cosynth.engine.networks.checkpoint import load_model

@@ -22,6 +22,7 @@ config without importing it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -245,13 +246,22 @@ class DataConfig(ConfigModel):
 
 
 class TrainConfig(ConfigModel):
-    """Optimiser, EMA, logging and checkpoint cadence, seed and precision of a training run."""
+    """Optimiser, EMA, logging and checkpoint cadence, seed and precision of a training run.
+
+    ``lr_schedule`` ``linear`` or ``cosine`` keeps ``lr`` until the last ``lr_decay_steps`` steps
+    of ``steps`` (0: all of them) and decays it to zero over those: the cool-down of a
+    warmup-stable-decay schedule, which lets a long constant-rate run be finished (or fine-tuned
+    with ``--init-from``) at a low rate. The rate is a function of the step alone, so a resumed run
+    follows the same curve.
+    """
 
     _path: ClassVar[str] = "train"
 
     steps: Int = Field(1000, ge=1)
     batch_size: Int = Field(4, ge=1)
     lr: Float = Field(2e-4, ge=0.0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_decay_steps: Int = Field(0, ge=0)
     weight_decay: Float = Field(0.0, ge=0.0)
     ema_decay: Fraction = 0.999
     grad_clip: Float = Field(1.0, ge=0.0)
@@ -261,6 +271,30 @@ class TrainConfig(ConfigModel):
     seed: Int = Field(0, ge=0, le=MAX_SEED)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     num_workers: Int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _decay_fits(self) -> TrainConfig:
+        if self.lr_decay_steps and self.lr_schedule == "constant":
+            raise ConfigError(
+                f"train.lr_decay_steps: {self.lr_decay_steps} has no effect with lr_schedule "
+                f"'constant'; set train.lr_schedule to 'linear' or 'cosine', or lr_decay_steps to 0"
+            )
+        if self.lr_decay_steps > self.steps:
+            raise ConfigError(
+                f"train.lr_decay_steps: {self.lr_decay_steps} is more than train.steps "
+                f"({self.steps}); the decay must fit in the run"
+            )
+        return self
+
+    def learning_rate(self, step_index: int) -> float:
+        """The rate of the step that starts at ``step_index`` (0-based) under ``lr_schedule``."""
+        span = self.lr_decay_steps or self.steps
+        t = (step_index - (self.steps - span)) / span
+        if self.lr_schedule == "constant" or t <= 0:
+            return self.lr
+        t = min(t, 1.0)
+        factor = 1.0 - t if self.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+        return self.lr * factor
 
 
 class CosynthConfig(ConfigModel):

@@ -276,6 +276,8 @@ class Trainer:
         with autocast:
             losses = self.module(to["image"], to["distance"], to["labels"], to["point_map"], to["tokens"],
                                  drop_text, drop_points, generator)
+        for group in self.optimizer.param_groups:
+            group["lr"] = tc.learning_rate(step_index)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["total"]).backward()
         self.scaler.unscale_(self.optimizer)
