@@ -3,12 +3,14 @@ each foreground rule and distance floor, and score them against the layouts they
 
     python benchmarks/tune_foreground.py --pairs runs/eval/train-layouts-default/pairs \
         --real ../shared/data/consep/train --real-format consep --mag 20 [--floors 0.02 0.05 0.1 0.2]
-        [--marker-sizes 2 3 4 5 6 8] [--sigmas 0.5 1 --thresholds 0.5 0.6 0.7]
+        [--marker-sizes 2 3 4 5 6 8 [--generated-floors 0.04 0.045]] [--sigmas 0.5 1 --thresholds 0.5 0.6 0.7]
         [--split-depths 0.03 0.05 0.1 --split-sigmas 0.5 1]
 
 ``--marker-sizes`` tries minimum marker sizes on the generated-map preset (foreground rule and floor
 of ``SeparationParams.for_generated``): noise in a generated distance map raises small second peaks
-that cut one nucleus in two. ``--sigmas`` with ``--thresholds`` searches the full grid of smoothing,
+that cut one nucleus in two; ``--generated-floors`` tries other distance floors with each of them
+(how far a nucleus's rim reaches into the generated distance map, so its size). Pairs whose
+semantic map was already redrawn from instances cut at floor f gain nothing from floors above f. ``--sigmas`` with ``--thresholds`` searches the full grid of smoothing,
 marker level and minimum marker size (``--marker-sizes``, else the preset's). ``--split-depths``
 with ``--split-sigmas`` tries cutting marker regions at their h-maxima (``SeparationParams.split_depth``)
 on the generated-map preset with each minimum marker size (``--marker-sizes``, else the preset's).
@@ -37,6 +39,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--floors", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.15, 0.2])
     ap.add_argument("--marker-sizes", type=int, nargs="*", default=[],
                     help="minimum marker sizes (pixels) to try on the generated-map preset")
+    ap.add_argument("--generated-floors", type=float, nargs="*", default=[],
+                    help="with --marker-sizes: distance floors to try on the generated-map preset")
     ap.add_argument("--sigmas", type=float, nargs="*", default=[],
                     help="with --thresholds: smoothing sigmas of a full grid (x thresholds x marker sizes)")
     ap.add_argument("--thresholds", type=float, nargs="*", default=[],
@@ -70,6 +74,9 @@ def main(argv=None) -> dict:
     generated = SeparationParams.for_generated(args.mag)
     for size in args.marker_sizes:
         settings[f"generated preset, min marker {size}"] = replace(generated, min_marker_size=size)
+        for floor in args.generated_floors:
+            settings[f"generated preset, min marker {size}, floor {floor:g}"] = replace(
+                generated, min_marker_size=size, distance_floor=floor)
     # The grid varies how markers are found (smoothing, level, size) on the generated-map preset.
     for sigma in args.sigmas:
         for level in args.thresholds:
