@@ -404,6 +404,13 @@ def test_learning_rate_schedule_is_applied_and_logged(tiny_data, tmp_path):
     rows = [r.split(",") for r in (out / "loss.csv").read_text().splitlines()]
     lr = rows[0].index("lr")
     assert [float(r[lr]) for r in rows[1:]] == pytest.approx([0.001, 0.00075, 0.0005, 0.00025])
+    # --steps (the CLI's override) sets the span too, and the run's record says so.
+    short = tmp_path / "short"
+    _run(train(tiny_config(tiny_data, steps=100, lr_schedule="linear", lr=0.001, checkpoint_every=10),
+               short, steps=2))
+    rows = [r.split(",") for r in (short / "loss.csv").read_text().splitlines()]
+    assert [float(r[lr]) for r in rows[1:]] == pytest.approx([0.001, 0.0005])
+    assert CosynthConfig.from_yaml(short / "config.yaml").train.steps == 2
 
 
 @pytest.mark.slow

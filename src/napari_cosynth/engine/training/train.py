@@ -139,10 +139,12 @@ class Trainer:
 
     def __init__(self, config, out_dir, *, resume: bool = False, steps: int | None = None, device=None,
                  init_from=None):
-        self.config = config
         self.out = Path(out_dir)
         self.folder = run_folder(self.out)
         self.total = check_train_config(config.train, steps)
+        # The run's record and its learning-rate schedule span the steps it is asked to run.
+        self.config = config if self.total == config.train.steps else config.with_overrides(
+            {"train.steps": self.total})
         self.ctx: DistributedContext = init_distributed(device)
         try:
             self._setup(resume, init_from)
