@@ -14,18 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics as st
+from pathlib import Path
 
 METRICS = ("dice", "aji", "pq", "f_d", "acc")
 
 
 def _rescored(path, folder, fraction, arm):
-    runs = json.load(open(path))["runs"]
+    runs = json.loads(Path(path).read_text())["runs"]
     return {r["seed"]: r["recalibrated"] for r in runs
             if r["folder"] == folder and r["fraction"] == fraction and r["arm"] == arm}
 
 
 def _report(folder, fraction):
-    runs = json.load(open(f"{folder}/report.json"))["runs"]
+    runs = json.loads((Path(folder) / "report.json").read_text())["runs"]
     return {r["seed"]: {m: r[m] for m in METRICS} for r in runs
             if r["fraction"] == fraction and r["arm"] == "synthetic"}
 
