@@ -5,48 +5,31 @@
 
 Real-only and the older arm are read from the re-scored (BatchNorm-recalibrated) runs of
 ``benchmarks/norm_recalibration.py``; the new arm from its downstream folder's ``report.json`` (trained
-with ``norm_recalibration`` on). Prints JSON: each arm's per-seed scores, mean and sd, and the paired
-differences (new minus real, new minus old) with how many seeds were higher.
+with ``norm_recalibration`` on). The arms become run results of one experiment (arms ``real``,
+``old``, ``new``) and go through the downstream report's own ``summarise`` and ``paired_deltas``.
+Prints JSON: per-seed scores, each arm's mean and sd, the paired differences (new minus real, new
+minus old) and in how many seeds the new arm was higher.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics as st
 from pathlib import Path
 
-METRICS = ("dice", "aji", "pq", "f_d", "acc")
+from napari_cosynth.evaluate.downstream_report import METRICS, paired_deltas, summarise
 
 
-def _rescored(path, folder, fraction, arm):
+def _rescored(path, folder, fraction, arm) -> dict:
     runs = json.loads(Path(path).read_text())["runs"]
     return {r["seed"]: r["recalibrated"] for r in runs
             if r["folder"] == folder and r["fraction"] == fraction and r["arm"] == arm}
 
 
-def _report(folder, fraction):
+def _report(folder, fraction) -> dict:
     runs = json.loads((Path(folder) / "report.json").read_text())["runs"]
     return {r["seed"]: {m: r[m] for m in METRICS} for r in runs
             if r["fraction"] == fraction and r["arm"] == "synthetic"}
-
-
-def _summary(scores):
-    out = {}
-    for m in METRICS:
-        v = [s[m] for s in scores.values()]
-        out[m] = {"mean": st.mean(v), "sd": st.stdev(v) if len(v) > 1 else None}
-    return out
-
-
-def _paired(a, b):
-    seeds = sorted(set(a) & set(b))
-    out = {"seeds": seeds}
-    for m in METRICS:
-        d = [a[s][m] - b[s][m] for s in seeds]
-        out[m] = {"mean": st.mean(d), "sd": st.stdev(d) if len(d) > 1 else None,
-                  "higher": sum(x > 0 for x in d)}
-    return out
 
 
 def main(argv=None) -> dict:
@@ -58,15 +41,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--new", required=True, help="downstream folder of the new model's synthetic runs")
     args = ap.parse_args(argv)
     new = _report(args.new, args.fraction)
-    real = {s: v for s, v in _rescored(args.rescored, args.real, args.fraction, "real").items() if s in new}
-    old = {s: v for s, v in _rescored(args.rescored, args.old, args.fraction, "synthetic").items() if s in new}
+    arms = {"real": _rescored(args.rescored, args.real, args.fraction, "real"),
+            "old": _rescored(args.rescored, args.old, args.fraction, "synthetic"), "new": new}
+    # Only the seeds the new arm ran, so that every comparison is paired.
+    results = [{"fraction": args.fraction, "arm": arm, "seed": seed, "scores": scores}
+               for arm, seeds in arms.items() for seed, scores in seeds.items() if seed in new]
+    higher = {base: {m: sum(new[s][m] > arms[base][s][m] for s in new if s in arms[base]) for m in METRICS}
+              for base in ("real", "old")}
     return {
         "fraction": args.fraction,
-        "arms": {"real": {"folder": args.real, "seeds": real, "summary": _summary(real)},
-                 "old": {"folder": args.old, "seeds": old, "summary": _summary(old)},
-                 "new": {"folder": args.new, "seeds": new, "summary": _summary(new)}},
-        "new_minus_real": _paired(new, real),
-        "new_minus_old": _paired(new, old),
+        "folders": {"real": args.real, "old": args.old, "new": args.new},
+        "runs": results,
+        "summary": summarise(results),
+        "new_minus_real": paired_deltas([r for r in results if r["arm"] != "old"], baseline="real"),
+        "new_minus_old": paired_deltas([r for r in results if r["arm"] != "real"], baseline="old"),
+        "new_higher_than": higher,
     }
 
 
