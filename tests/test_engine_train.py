@@ -411,6 +411,9 @@ def test_learning_rate_schedule_is_applied_and_logged(tiny_data, tmp_path):
     rows = [r.split(",") for r in (short / "loss.csv").read_text().splitlines()]
     assert [float(r[lr]) for r in rows[1:]] == pytest.approx([0.001, 0.0005])
     assert CosynthConfig.from_yaml(short / "config.yaml").train.steps == 2
+    decaying = tiny_config(tiny_data, steps=100, lr_schedule="linear", lr_decay_steps=50)
+    with pytest.raises(ConfigError, match=r"--steps: 2 is fewer than train.lr_decay_steps \(50\)"):
+        train(decaying, tmp_path / "too-short", steps=2)
 
 
 @pytest.mark.slow

@@ -29,6 +29,11 @@ def check_train_config(tc, steps: int | None) -> int:
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
         key = "--steps" if steps is not None else "train.steps"
         raise ConfigError(f"{key}: a positive number of steps, got {total!r}")
+    if steps is not None and tc.lr_decay_steps > total:
+        raise ConfigError(
+            f"--steps: {total} is fewer than train.lr_decay_steps ({tc.lr_decay_steps}); the "
+            f"learning-rate decay must fit in the run: ask for more steps or a shorter decay"
+        )
     if tc.mixed_precision not in MIXED_PRECISION:
         raise ConfigError(
             f"train.mixed_precision: {tc.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISION)}"
