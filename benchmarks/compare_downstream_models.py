@@ -3,9 +3,10 @@
     python benchmarks/compare_downstream_models.py --rescored benchmarks/results-norm-recalibration.json \
         --fraction 0.1 --real runs/ds/b1200 --old runs/ds/b1200-r5 --new runs/ds/s15k-0.1
 
-Real-only and the older arm are read from the re-scored (BatchNorm-recalibrated) runs of
+Real-only is read from the re-scored (BatchNorm-recalibrated) runs of
 ``benchmarks/norm_recalibration.py``; the new arm from its downstream folder's ``report.json`` (trained
-with ``norm_recalibration`` on). The arms become run results of one experiment (arms ``real``,
+with ``norm_recalibration`` on); the older arm from either, so that a second draw of pairs of both
+models (``--synthetic-seed 1``, both run end to end) compares the same way. The arms become run results of one experiment (arms ``real``,
 ``old``, ``new``) and go through the downstream report's own ``summarise`` and ``paired_deltas``.
 Prints JSON: per-seed scores, each arm's mean and sd, the paired differences (new minus real, new
 minus old) and in how many seeds the new arm was higher.
@@ -37,12 +38,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--rescored", required=True)
     ap.add_argument("--fraction", type=float, required=True)
     ap.add_argument("--real", required=True, help="folder of the real-only runs in --rescored")
-    ap.add_argument("--old", required=True, help="folder of the older model's synthetic runs in --rescored")
+    ap.add_argument("--old", required=True,
+                    help="the older model's synthetic runs: a folder named in --rescored, or a downstream "
+                         "folder of its own (one with report.json, e.g. another draw of pairs)")
     ap.add_argument("--new", required=True, help="downstream folder of the new model's synthetic runs")
     args = ap.parse_args(argv)
     new = _report(args.new, args.fraction)
     arms = {"real": _rescored(args.rescored, args.real, args.fraction, "real"),
-            "old": _rescored(args.rescored, args.old, args.fraction, "synthetic"), "new": new}
+            "old": (_report(args.old, args.fraction) if (Path(args.old) / "report.json").is_file()
+                    else _rescored(args.rescored, args.old, args.fraction, "synthetic")),
+            "new": new}
     # Only the seeds the new arm ran, so that every comparison is paired.
     results = [{"fraction": args.fraction, "arm": arm, "seed": seed, "scores": scores}
                for arm, seeds in arms.items() for seed, scores in seeds.items() if seed in new]
