@@ -39,14 +39,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--fraction", type=float, required=True)
     ap.add_argument("--real", required=True, help="folder of the real-only runs in --rescored")
     ap.add_argument("--old", required=True,
-                    help="the older model's synthetic runs: a folder named in --rescored, or a downstream "
-                         "folder of its own (one with report.json, e.g. another draw of pairs)")
+                    help="the older model's synthetic runs: a folder named in --rescored, else a downstream "
+                         "folder read from its report.json (e.g. another draw of pairs)")
     ap.add_argument("--new", required=True, help="downstream folder of the new model's synthetic runs")
     args = ap.parse_args(argv)
     new = _report(args.new, args.fraction)
     arms = {"real": _rescored(args.rescored, args.real, args.fraction, "real"),
-            "old": (_report(args.old, args.fraction) if (Path(args.old) / "report.json").is_file()
-                    else _rescored(args.rescored, args.old, args.fraction, "synthetic")),
+            # Re-scored runs win over the folder's own report.json, which holds the scores before
+            # re-scoring; a folder not in --rescored (a later draw) is read from its report.
+            "old": (_rescored(args.rescored, args.old, args.fraction, "synthetic")
+                    or _report(args.old, args.fraction)),
             "new": new}
     # Only the seeds the new arm ran, so that every comparison is paired.
     results = [{"fraction": args.fraction, "arm": arm, "seed": seed, "scores": scores}
