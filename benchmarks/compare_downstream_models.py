@@ -4,10 +4,11 @@
         --fraction 0.1 --real runs/ds/b1200 --old runs/ds/b1200-r5 --new runs/ds/s15k-0.1
 
 Real-only is read from the re-scored (BatchNorm-recalibrated) runs of
-``benchmarks/norm_recalibration.py``; the new arm from its downstream folder's ``report.json`` (trained
-with ``norm_recalibration`` on); the older arm from either, so that a second draw of pairs of both
-models (``--synthetic-seed 1``, both run end to end) compares the same way. The arms become run results of one experiment (arms ``real``,
-``old``, ``new``) and go through the downstream report's own ``summarise`` and ``paired_deltas``.
+``benchmarks/norm_recalibration.py``; the new arm from its downstream folder's finished runs
+(``read_experiment``; trained with ``norm_recalibration`` on); the older arm from either, so that a
+second draw of pairs of both models (``--synthetic-seed 1``, both run end to end) compares the same
+way. The arms become run results of one experiment (arms ``real``, ``old``, ``new``) and go through
+the downstream report's own ``summarise`` and ``paired_deltas``.
 Prints JSON: per-seed scores, each arm's mean and sd, the paired differences (new minus real, new
 minus old) and in how many seeds the new arm was higher.
 """
@@ -18,19 +19,17 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_cosynth.evaluate.downstream_report import METRICS, paired_deltas, summarise
+from napari_cosynth.evaluate.downstream_report import METRICS, paired_deltas, read_experiment, summarise
 
 
-def _rescored(path, folder, fraction, arm) -> dict:
-    runs = json.loads(Path(path).read_text())["runs"]
+def _rescored(runs, folder, fraction, arm) -> dict:
     return {r["seed"]: r["recalibrated"] for r in runs
             if r["folder"] == folder and r["fraction"] == fraction and r["arm"] == arm}
 
 
-def _report(folder, fraction) -> dict:
-    runs = json.loads((Path(folder) / "report.json").read_text())["runs"]
-    return {r["seed"]: {m: r[m] for m in METRICS} for r in runs
-            if r["fraction"] == fraction and r["arm"] == "synthetic"}
+def _synthetic(folder, fraction) -> dict:
+    _, results = read_experiment(folder)
+    return {r["seed"]: r["scores"] for r in results if r["fraction"] == fraction and r["arm"] == "synthetic"}
 
 
 def main(argv=None) -> dict:
@@ -40,15 +39,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--real", required=True, help="folder of the real-only runs in --rescored")
     ap.add_argument("--old", required=True,
                     help="the older model's synthetic runs: a folder named in --rescored, else a downstream "
-                         "folder read from its report.json (e.g. another draw of pairs)")
+                         "folder read from its finished runs (e.g. another draw of pairs)")
     ap.add_argument("--new", required=True, help="downstream folder of the new model's synthetic runs")
     args = ap.parse_args(argv)
-    new = _report(args.new, args.fraction)
-    arms = {"real": _rescored(args.rescored, args.real, args.fraction, "real"),
-            # Re-scored runs win over the folder's own report.json, which holds the scores before
-            # re-scoring; a folder not in --rescored (a later draw) is read from its report.
-            "old": (_rescored(args.rescored, args.old, args.fraction, "synthetic")
-                    or _report(args.old, args.fraction)),
+    rescored = json.loads(Path(args.rescored).read_text())["runs"]
+    new = _synthetic(args.new, args.fraction)
+    arms = {"real": _rescored(rescored, args.real, args.fraction, "real"),
+            # Re-scored runs win over the folder's own results, which hold the scores before
+            # re-scoring; a folder not in --rescored (a later draw) is read from its results.
+            "old": (_rescored(rescored, args.old, args.fraction, "synthetic")
+                    or _synthetic(args.old, args.fraction)),
             "new": new}
     # Only the seeds the new arm ran, so that every comparison is paired.
     results = [{"fraction": args.fraction, "arm": arm, "seed": seed, "scores": scores}

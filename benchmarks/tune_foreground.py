@@ -12,8 +12,9 @@ that cut one nucleus in two; ``--generated-floors`` tries other distance floors 
 (how far a nucleus's rim reaches into the generated distance map, so its size). Pairs whose
 semantic map was already redrawn from instances cut at floor f gain nothing from floors above f.
 ``--sigmas`` with ``--thresholds`` searches the full grid of smoothing, marker level and minimum
-marker size (``--marker-sizes``, else the preset's). ``--split-depths`` with ``--split-sigmas`` tries cutting marker regions at their h-maxima (``SeparationParams.split_depth``)
-on the generated-map preset with each minimum marker size (``--marker-sizes``, else the preset's).
+marker size (``--marker-sizes``, else the preset's). ``--split-depths`` with ``--split-sigmas``
+tries cutting marker regions at their h-maxima (``SeparationParams.split_depth``) on the
+generated-map preset with each minimum marker size (``--marker-sizes``, else the preset's).
 
 Prints JSON: for each setting, detection F_d / Acc / false positives against the pairs' input
 points, and the pooled nuclei pixel share against the real maps of the same layouts. Choose on pairs
