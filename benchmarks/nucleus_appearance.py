@@ -1,0 +1,111 @@
+"""How do generated nuclei of each class look next to real ones of the same layouts? Size, stain, shape.
+
+    python benchmarks/nucleus_appearance.py --real ../shared/data/consep/test --mag 20 \
+        --pairs runs/bench-prior/default-v2-mm5-test/pairs runs/bench-prior/cand15k-test/pairs
+
+A pair drawn on a real layout (``label_prior.py``) is named after its source patch
+(``0007-test_1_007``). For every nucleus of the real patches and of the generated pairs (its instance
+mask and class as stored) this measures the area, the mean haematoxylin optical density
+(``skimage.color.rgb2hed``), the mean and the standard deviation of the grey level inside the mask
+(darkness and chromatin texture), the eccentricity and the solidity, and prints the median of each
+per class. A segmenter learns a class from these cues, so a class drawn too large or too pale teaches
+it a cue that real images do not have. ``contrast`` gives, for each set, the difference between
+inflammatory and epithelial nuclei in grey level and the ratio of their areas: the two cues that
+tell lymphocytes from epithelium at 20x. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from skimage.color import rgb2hed
+from skimage.measure import regionprops
+
+from napari_cosynth.data.registry import open_dataset
+
+GREY = np.array([0.299, 0.587, 0.114])
+FEATURES = ("area", "haematoxylin_od", "grey", "grey_sd", "eccentricity", "solidity")
+MIN_AREA = 8  # px at 20x: slivers cut by the patch border say nothing about shape
+
+
+def nucleus_features(image: np.ndarray, instances: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Rows of (class id, *FEATURES) for every nucleus of at least MIN_AREA pixels."""
+    rgb = image[..., :3]
+    haematoxylin = rgb2hed(rgb)[..., 0]
+    grey = rgb.astype(np.float64) @ GREY / 255.0
+    rows = []
+    for region in regionprops(instances):
+        if region.area < MIN_AREA:
+            continue
+        mask = instances[region.slice] == region.label
+        g = grey[region.slice][mask]
+        rows.append((classes[region.label - 1], region.area, haematoxylin[region.slice][mask].mean(),
+                     g.mean(), g.std(), region.eccentricity, region.solidity))
+    return np.array(rows, dtype=np.float64).reshape(-1, 1 + len(FEATURES))
+
+
+def summary(rows: np.ndarray, names: list[str]) -> dict:
+    """Per class: count and the median of every feature; and the inflammatory-epithelial contrast."""
+    out = {}
+    for class_id, name in enumerate(names[1:], start=1):
+        sel = rows[rows[:, 0] == class_id, 1:]
+        out[name] = {"n": len(sel), **{f: (round(float(np.median(sel[:, j])), 4) if len(sel) else None)
+                                       for j, f in enumerate(FEATURES)}}
+    if {"inflammatory", "epithelial"} <= set(out) and out["inflammatory"]["n"] and out["epithelial"]["n"]:
+        inf, epi = out["inflammatory"], out["epithelial"]
+        out["contrast"] = {"grey_epithelial_minus_inflammatory": round(epi["grey"] - inf["grey"], 4),
+                           "area_inflammatory_over_epithelial": round(inf["area"] / epi["area"], 4)}
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--real", nargs="+", required=True, help="real datasets holding the layouts' patches")
+    ap.add_argument("--real-format", default="consep")
+    ap.add_argument("--mag", type=float, default=None)
+    ap.add_argument("--pairs", nargs="+", required=True, help="folders of pairs named <index>-<patch>")
+    args = ap.parse_args(argv)
+
+    real = {s.name: s for path in args.real
+            for s in open_dataset(path, args.real_format, magnification=args.mag)}
+    sets, layouts, names = {}, None, None
+    for folder in args.pairs:
+        pairs = list(open_dataset(folder, "folder"))
+        layout_names = [s.name.split("-", 1)[1] for s in pairs]
+        missing = [name for name in layout_names if name not in real]
+        if missing:
+            raise SystemExit(f"{folder}: no real patch named {missing[0]!r} in {args.real}")
+        if layouts is not None and layout_names != layouts:
+            raise SystemExit(f"{folder}: its layouts are not those of {args.pairs[0]}; compare pairs of the "
+                             "same layouts")
+        layouts, names = layout_names, list(pairs[0].vocabulary.names)
+        sets[folder] = np.concatenate([nucleus_features(s.image, s.instances, s.classes) for s in pairs])
+    real_rows = []
+    for name, pair in zip(layouts, pairs):
+        sample = real[name]
+        h, w = pair.shape
+        if sample.shape[0] < h or sample.shape[1] < w:
+            raise SystemExit(f"{name}: the real patch {sample.shape} is smaller than its pair {pair.shape}")
+        # the pairs were drawn on the real patch cropped from the top-left to the model's size multiple
+        instances = sample.instances[:h, :w]
+        real_rows.append(nucleus_features(sample.image[:h, :w], instances, _classes_by_id(sample, instances)))
+    out = {"real": args.real, "n_layouts": len(layouts), "features": list(FEATURES),
+           "sets": {"real": summary(np.concatenate(real_rows), names)}}
+    for folder, rows in sets.items():
+        out["sets"][folder] = summary(rows, names)
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def _classes_by_id(sample, instances: np.ndarray) -> np.ndarray:
+    """Class of every instance id up to the largest one left in the crop (ids are not renumbered)."""
+    classes = np.zeros(max(int(instances.max()), 1), dtype=np.int64)
+    n = min(len(classes), len(sample.classes))
+    classes[:n] = sample.classes[:n]
+    return classes
+
+
+if __name__ == "__main__":
+    main()
