@@ -34,6 +34,10 @@ def main() -> None:
                         help="instance-recovery settings chosen on this model's own output, e.g. "
                              "min_marker_size=5 (fields of labels.instances.SeparationParams)")
     args = parser.parse_args()
+    target = Path(args.out) if args.out else PACKAGE_MODELS / args.name
+    if target.exists():
+        # a bundled model is never replaced in place: its id is recorded in the pairs made with it
+        raise SystemExit(f"{target} already exists; remove it first or give another --out")
     model, meta = load_model(args.checkpoint)
     config = CosynthConfig.from_dict(meta["config"])
     keep = ("classes", "tissues", "training_data", "step", "init_from")
@@ -46,7 +50,6 @@ def main() -> None:
         extra["separation"] = {k: json.loads(v) for k, v in (f.split("=", 1) for f in args.separation)}
     extra["model_id"] = f"{args.name}-step{meta.get('step')}"
     extra["source_checkpoint"] = Path(args.checkpoint).name
-    target = Path(args.out) if args.out else PACKAGE_MODELS / args.name
     out = save_model(target, model, config, extra, weights_dtype=args.dtype)
     size = (out / "model.safetensors").stat().st_size / 1e6
     print(f"{out}: {size:.1f} MB, model id {extra['model_id']}")
