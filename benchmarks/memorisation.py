@@ -13,13 +13,11 @@ the longer it trains. Prints JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
+from layout_pairs import pairs_with_layouts, parse_args, real_patches
 from skimage.metrics import structural_similarity
-
-from napari_cosynth.data.registry import open_dataset
 
 GREY = np.array([0.299, 0.587, 0.114])
 
@@ -35,21 +33,11 @@ def similarity(generated: np.ndarray, real: np.ndarray) -> tuple[float, float]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", nargs="+", required=True, help="real datasets holding the layouts' patches")
-    ap.add_argument("--real-format", default="consep")
-    ap.add_argument("--mag", type=float, default=None)
-    ap.add_argument("--pairs", nargs="+", required=True, help="folders of pairs named <index>-<patch>")
-    args = ap.parse_args(argv)
-
-    real = {s.name: _grey(s.image) for path in args.real
-            for s in open_dataset(path, args.real_format, magnification=args.mag)}
+    args = parse_args(__doc__.splitlines()[0], argv)
+    real = {name: _grey(s.image) for name, s in real_patches(args).items()}
     out = {"real": args.real, "pairs": {}}
     for folder in args.pairs:
-        pairs = [(s.name.split("-", 1)[1], _grey(s.image)) for s in open_dataset(folder, "folder")]
-        missing = [name for name, _ in pairs if name not in real]
-        if missing:
-            raise SystemExit(f"{folder}: no real patch named {missing[0]!r} in {args.real}")
+        pairs = [(name, _grey(s.image)) for name, s in pairs_with_layouts(folder, real, args.real)]
         same = np.array([similarity(g, real[name]) for name, g in pairs])
         other = np.array([similarity(g, real[pairs[(i + 1) % len(pairs)][0]])
                           for i, (_, g) in enumerate(pairs)])

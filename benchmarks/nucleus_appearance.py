@@ -16,14 +16,12 @@ tell lymphocytes from epithelium at 20x. Prints JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
+from layout_pairs import pairs_with_layouts, parse_args, real_patches
 from skimage.color import rgb2hed
 from skimage.measure import regionprops
-
-from napari_cosynth.data.registry import open_dataset
 
 GREY = np.array([0.299, 0.587, 0.114])
 FEATURES = ("area", "haematoxylin_od", "grey", "grey_sd", "eccentricity", "solidity")
@@ -61,22 +59,13 @@ def summary(rows: np.ndarray, names: list[str]) -> dict:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", nargs="+", required=True, help="real datasets holding the layouts' patches")
-    ap.add_argument("--real-format", default="consep")
-    ap.add_argument("--mag", type=float, default=None)
-    ap.add_argument("--pairs", nargs="+", required=True, help="folders of pairs named <index>-<patch>")
-    args = ap.parse_args(argv)
-
-    real = {s.name: s for path in args.real
-            for s in open_dataset(path, args.real_format, magnification=args.mag)}
+    args = parse_args(__doc__.splitlines()[0], argv)
+    real = real_patches(args)
     sets, layouts, names = {}, None, None
     for folder in args.pairs:
-        pairs = list(open_dataset(folder, "folder"))
-        layout_names = [s.name.split("-", 1)[1] for s in pairs]
-        missing = [name for name in layout_names if name not in real]
-        if missing:
-            raise SystemExit(f"{folder}: no real patch named {missing[0]!r} in {args.real}")
+        matched = pairs_with_layouts(folder, real, args.real)
+        layout_names = [name for name, _ in matched]
+        pairs = [pair for _, pair in matched]
         if layouts is not None and layout_names != layouts:
             raise SystemExit(f"{folder}: its layouts are not those of {args.pairs[0]}; compare pairs of the "
                              "same layouts")
