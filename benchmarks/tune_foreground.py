@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from dataclasses import replace
 
 
@@ -92,6 +93,14 @@ def main(argv=None) -> dict:
     real_share = sum((t.instances > 0).sum() for _, t in rows) / sum(t.instances.size for _, t in rows)
     out = {"pairs": args.pairs, "n_pairs": len(rows), "real_nuclei_pixel_share": float(real_share),
            "settings": {}}
+    stored = ((rows[0][0].provenance or {}).get("instance_recovery") or {}).get("distance_floor")
+    above = sorted({p.distance_floor for p in settings.values()
+                    if stored is not None and p.foreground != "semantic" and p.distance_floor > stored})
+    if above:
+        # the stored semantic map already holds the pairs' own cut, so a higher floor cannot shrink it
+        out["note"] = (f"the pairs were cut at distance floor {stored:g} and their semantic maps hold that cut: "
+                       f"floors {', '.join(f'{f:g}' for f in above)} cannot make nuclei smaller than it")
+        print(f"tune_foreground: {out['note']}", file=sys.stderr)
     for name, params in settings.items():
         truth, drawn, fg, size = [], [], 0, 0
         for pair, _ in rows:
