@@ -2,14 +2,26 @@
 
 ``label_prior.py`` (through ``cosynth evaluate adherence``) names each pair after its source patch,
 ``<index>-<patch name>`` (``0007-test_1_007``); these helpers parse the common options, read the real
-patches by name and match every pair to its patch, with a clear error when one is missing.
+patches by name and match every pair to its patch, with a clear error when one is missing, and
+give both sides the same grey level.
 """
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from napari_cosynth.data.registry import open_dataset
+
+# The weights of c2st.luminance, without its per-crop standardisation (SSIM and mean darkness need
+# the absolute level).
+GREY = np.array([0.299, 0.587, 0.114])
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """Grey level 0-255 (float64) of an RGB or RGBA image."""
+    return image[..., :3].astype(np.float64) @ GREY
 
 
 def parse_args(description: str, argv=None) -> argparse.Namespace:

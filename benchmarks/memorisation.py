@@ -16,14 +16,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from layout_pairs import pairs_with_layouts, parse_args, real_patches
+from layout_pairs import grey, pairs_with_layouts, parse_args, real_patches
 from skimage.metrics import structural_similarity
-
-GREY = np.array([0.299, 0.587, 0.114])
-
-
-def _grey(image: np.ndarray) -> np.ndarray:
-    return image[..., :3].astype(np.float64) @ GREY
 
 
 def similarity(generated: np.ndarray, real: np.ndarray) -> tuple[float, float]:
@@ -34,10 +28,10 @@ def similarity(generated: np.ndarray, real: np.ndarray) -> tuple[float, float]:
 
 def main(argv=None) -> dict:
     args = parse_args(__doc__.splitlines()[0], argv)
-    real = {name: _grey(s.image) for name, s in real_patches(args).items()}
+    real = {name: grey(s.image) for name, s in real_patches(args).items()}
     out = {"real": args.real, "pairs": {}}
     for folder in args.pairs:
-        pairs = [(name, _grey(s.image)) for name, s in pairs_with_layouts(folder, real, args.real)]
+        pairs = [(name, grey(s.image)) for name, s in pairs_with_layouts(folder, real, args.real)]
         same = np.array([similarity(g, real[name]) for name, g in pairs])
         other = np.array([similarity(g, real[pairs[(i + 1) % len(pairs)][0]])
                           for i, (_, g) in enumerate(pairs)])

@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from layout_pairs import pairs_with_layouts, parse_args, real_patches
+from layout_pairs import grey, pairs_with_layouts, parse_args, real_patches
 from skimage.color import rgb2hed
 from skimage.measure import regionprops
 
-GREY = np.array([0.299, 0.587, 0.114])
 FEATURES = ("area", "haematoxylin_od", "grey", "grey_sd", "eccentricity", "solidity")
 MIN_AREA = 8  # px at 20x: slivers cut by the patch border say nothing about shape
 
@@ -32,13 +31,13 @@ def nucleus_features(image: np.ndarray, instances: np.ndarray, classes: np.ndarr
     """Rows of (class id, *FEATURES) for every nucleus of at least MIN_AREA pixels."""
     rgb = image[..., :3]
     haematoxylin = rgb2hed(rgb)[..., 0]
-    grey = rgb.astype(np.float64) @ GREY / 255.0
+    level = grey(rgb) / 255.0
     rows = []
     for region in regionprops(instances):
         if region.area < MIN_AREA:
             continue
         mask = instances[region.slice] == region.label
-        g = grey[region.slice][mask]
+        g = level[region.slice][mask]
         rows.append((classes[region.label - 1], region.area, haematoxylin[region.slice][mask].mean(),
                      g.mean(), g.std(), region.eccentricity, region.solidity))
     return np.array(rows, dtype=np.float64).reshape(-1, 1 + len(FEATURES))
@@ -78,22 +77,14 @@ def main(argv=None) -> dict:
         if sample.shape[0] < h or sample.shape[1] < w:
             raise SystemExit(f"{name}: the real patch {sample.shape} is smaller than its pair {pair.shape}")
         # the pairs were drawn on the real patch cropped from the top-left to the model's size multiple
-        instances = sample.instances[:h, :w]
-        real_rows.append(nucleus_features(sample.image[:h, :w], instances, _classes_by_id(sample, instances)))
+        # (the crop keeps instance ids, so the sample's own class table still applies)
+        real_rows.append(nucleus_features(sample.image[:h, :w], sample.instances[:h, :w], sample.classes))
     out = {"real": args.real, "n_layouts": len(layouts), "features": list(FEATURES),
            "sets": {"real": summary(np.concatenate(real_rows), names)}}
     for folder, rows in sets.items():
         out["sets"][folder] = summary(rows, names)
     print(json.dumps(out, indent=1))
     return out
-
-
-def _classes_by_id(sample, instances: np.ndarray) -> np.ndarray:
-    """Class of every instance id up to the largest one left in the crop (ids are not renumbered)."""
-    classes = np.zeros(max(int(instances.max()), 1), dtype=np.int64)
-    n = min(len(classes), len(sample.classes))
-    classes[:n] = sample.classes[:n]
-    return classes
 
 
 if __name__ == "__main__":
