@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--format", default="consep")
     p.add_argument("--sampler", default="unipc")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--spacing", choices=("quadratic", "trailing"), default=None,
+                   help="timestep spacing (default: the sampler's)")
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=32)

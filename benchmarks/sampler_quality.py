@@ -37,7 +37,8 @@ def cmd_run(args) -> int:
     from napari_cosynth.evaluate.adherence import adherence_report
 
     torch.set_num_threads(args.threads)
-    settings = SamplerSettings(args.sampler, args.steps, args.guidance, args.eta)
+    settings = SamplerSettings(args.sampler, args.steps, args.guidance, args.eta,
+                               spacing=getattr(args, "spacing", None))
     run = adherence_report(args.model, args.data, args.format, settings=settings, seed=args.seed,
                            limit=args.limit, out=args.out, device="cpu")
     seconds, last = [], time.perf_counter()
@@ -50,7 +51,8 @@ def cmd_run(args) -> int:
         now = time.perf_counter()
         seconds.append(now - last)
         last = now
-    timing = {"sampler": args.sampler, "steps": report["steps"], "eta": args.eta, "threads": args.threads,
+    timing = {"sampler": args.sampler, "steps": report["steps"], "eta": args.eta,
+              "spacing": settings.resolved_spacing(), "threads": args.threads,
               "seconds": seconds, "note": "seconds[0] includes loading the model and data"}
     (Path(args.out) / "timing.json").write_text(json.dumps(timing, indent=1))
     print(json.dumps({"out": args.out, "f_d": report["detection"]["f_d"],
@@ -223,6 +225,8 @@ def main(argv=None) -> int:
     p.add_argument("--sampler", required=True)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--spacing", choices=("quadratic", "trailing"), default=None,
+                   help="timestep spacing (default: the sampler's)")
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--model", default="default")
     p.add_argument("--data", default="../shared/data/consep/test")

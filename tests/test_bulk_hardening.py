@@ -278,6 +278,23 @@ def test_a_rerun_without_sampler_flags_continues_with_the_folders_sampler(tiny_c
     assert read_recipe(new)["sampler"] == DEFAULT_SAMPLER
 
 
+def test_a_folder_drawn_before_the_spacing_was_recorded_continues_evenly_spaced(tiny_checkpoint, tmp_path):
+    """Recipes of earlier versions record no spacing: their solvers' steps were evenly ("trailing")
+    spaced, so a rerun without sampler flags continues that way and today's default is refused."""
+    from napari_cosynth.bulk.run import read_recipe
+
+    out = tmp_path / "old"
+    assert main([*cli(tiny_checkpoint, out, n=1), "--sampler", "unipc", "--spacing", "trailing"]) == 0
+    recipe = json.loads((out / RECIPE_FILE).read_text())
+    del recipe["spacing"]
+    (out / RECIPE_FILE).write_text(json.dumps(recipe))
+    with pytest.raises(CosynthError, match="spacing = 'trailing', this one 'quadratic'"):
+        _finish(_api_run(tiny_checkpoint, out, 2, exports=("folder",)))
+    assert main(cli(tiny_checkpoint, out, n=2)) == 0
+    second = read_sample(out / "pairs" / plan.pair_name(1))
+    assert second.provenance["spacing"] == "trailing" and "spacing" not in read_recipe(out)
+
+
 def test_a_folder_drawn_under_the_earlier_seed_rule_is_not_resumed(tiny_checkpoint, tmp_path):
     """0.1.0 drew a batch from one random stream; adding pairs under today's rule would mix datasets."""
     out = tmp_path / "old-rule"

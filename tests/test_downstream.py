@@ -323,6 +323,14 @@ def test_sampler_settings_bind_a_rerun_only_where_pairs_were_drawn(tmp_path):
         checked_plan(tmp_path, _record(arms=["real"], subset_seed=3))
 
 
+def test_pairs_drawn_before_the_spacing_was_recorded_bind_it_to_trailing(tmp_path):
+    (tmp_path / "fraction-0.5" / SYNTHETIC_DIR).mkdir(parents=True)
+    (tmp_path / PLAN_FILE).write_text(json.dumps({k: v for k, v in _record().items() if k != "sampler_spacing"}))
+    with pytest.raises(CosynthError, match="sampler_spacing was 'trailing', now 'quadratic'"):
+        checked_plan(tmp_path, _record(sampler_spacing="quadratic"))
+    assert checked_plan(tmp_path, _record(sampler_spacing="trailing"))["sampler_spacing"] == "trailing"
+
+
 def test_an_interrupted_run_continues_from_its_checkpoint(data, tmp_path):
     plan = plan_for(data, fractions=(0.5,), seeds=(0,), arms=("real",))
     gen = run_downstream(plan, TINY, tmp_path / "exp")

@@ -54,6 +54,23 @@ def test_unknown_schedule_is_refused():
         NoiseSchedule(T, "sigmoid")
 
 
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_quadratic_timesteps(kind):
+    """The trailing grid's endpoints, with small steps at low noise, distinct for every count."""
+    sched = NoiseSchedule(T, kind)
+    ts = sched.sampling_timesteps(20, "quadratic")
+    assert ts[0] == T - 1 and ts[-1] == 49 == sched.sampling_timesteps(20)[-1]
+    gaps = [a - b for a, b in itertools.pairwise(ts)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 5 < 50 < 90 < gaps[0]
+    for steps in range(1, T + 1):
+        ts = sched.sampling_timesteps(steps, "quadratic")
+        assert len(ts) == steps and ts[0] == T - 1 and ts[-1] == sched.sampling_timesteps(steps)[-1]
+        assert all(a > b for a, b in itertools.pairwise(ts)), steps
+    assert sched.sampling_timesteps(T, "quadratic") == list(range(T - 1, -1, -1))
+    with pytest.raises(CosynthError, match="unknown timestep spacing 'karras'"):
+        sched.sampling_timesteps(20, "karras")
+
+
 def test_trailing_timesteps(schedule):
     ts = schedule.sampling_timesteps(50)
     assert ts[0] == 999 and ts[-1] == 19 and all(a - b == 20 for a, b in itertools.pairwise(ts))

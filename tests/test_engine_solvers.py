@@ -161,12 +161,32 @@ def test_cli_generate_with_a_solver_records_it_and_reproduces(tiny_checkpoint, t
     assert c.provenance["sampler"] == "ddim" and c.provenance["eta"] == 0.5
 
 
+def test_the_spacing_is_recorded_and_decides_the_pair(tiny_checkpoint, tmp_path):
+    """UniPC spaces its steps quadratically unless told otherwise; the others evenly ("trailing");
+    every pair records which, and the same seed with another spacing draws another pair."""
+    runs = {"unipc": [], "unipc-trailing": ["--spacing", "trailing"], "ddim": ["--sampler", "ddim"],
+            "ddim-quadratic": ["--sampler", "ddim", "--spacing", "quadratic"]}
+    pairs = {}
+    for name, extra in runs.items():
+        assert _gen(tiny_checkpoint, tmp_path / name, "--steps", "4", "--seed", "4", *extra) == 0
+        pairs[name] = read_sample(next(iter(list_pairs(tmp_path / name))))
+    spacing = {name: pair.provenance["spacing"] for name, pair in pairs.items()}
+    assert spacing == {"unipc": "quadratic", "unipc-trailing": "trailing", "ddim": "trailing",
+                       "ddim-quadratic": "quadratic"}
+    assert not np.array_equal(pairs["unipc"].image, pairs["unipc-trailing"].image)
+    assert not np.array_equal(pairs["ddim"].image, pairs["ddim-quadratic"].image)
+    assert _gen(tiny_checkpoint, tmp_path / "again", "--steps", "4", "--seed", "4") == 0
+    np.testing.assert_array_equal(read_sample(next(iter(list_pairs(tmp_path / "again")))).image,
+                                  pairs["unipc"].image)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "--steps must be a whole number of steps >= 1, got 0"),
     (["--steps", "-5"], "--steps must be a whole number of steps >= 1, got -5"),
     (["--guidance", "nan"], "--guidance must be a finite number"),
     (["--sampler", "unipc", "--eta", "0.2"], "--eta applies to the ddim sampler only"),
     (["--sampler", "ddim", "--eta", "2"], r"--eta must be a number in \[0, 1\]"),
+    (["--sampler", "reference", "--spacing", "trailing"], "--spacing does not apply to the reference sampler"),
 ])
 def test_cli_generate_bad_sampler_settings_give_one_line(tiny_checkpoint, tmp_path, capsys, extra, message):
     assert _gen(tiny_checkpoint, tmp_path / "x", *extra) == 2

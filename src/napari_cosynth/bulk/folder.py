@@ -24,8 +24,8 @@ HOVERNET_DIR = "hovernet"
 # becomes hovernet/ when the run is complete (an export appears whole or not at all).
 HOVERNET_STAGING = ".hovernet.partial"
 # Recipe keys that decide the pixels of a pair: a resume with any of them changed would mix datasets.
-_RECIPE_KEYS = ("model_id", "base_seed", "layouts", "size", "batch", "sampler", "steps", "guidance",
-                "eta", "prompt", "tissue", "instance_recovery")
+_RECIPE_KEYS = ("model_id", "base_seed", "layouts", "size", "batch", "sampler", "steps", "spacing",
+                "guidance", "eta", "prompt", "tissue", "instance_recovery")
 # Recorded in the recipe; folders of the earlier rule (one stream per batch) cannot be resumed.
 SEED_RULE = "pair i: its own random stream seeded napari_cosynth.seeds.pair_seed(base_seed, i)"
 
@@ -91,6 +91,8 @@ def check_recipe(out: Path, recipe: dict) -> None:
         # Recorded before recipes held the cut: the pairs tell it (no pair yet: nothing to mix with).
         cut = _recorded_cut(Path(out) / PAIRS_DIR)
         before = dict(before, instance_recovery=recipe.get("instance_recovery") if cut is None else cut)
+    if "spacing" not in before and before.get("sampler") != "reference":
+        before = dict(before, spacing="trailing")  # recorded before the spacing was a setting
     changed = [k for k in _RECIPE_KEYS if before.get(k) != recipe.get(k)]
     if changed:
         k = changed[0]

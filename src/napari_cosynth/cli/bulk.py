@@ -62,11 +62,14 @@ def run_generate_dataset(args) -> int:
     ctx = init_distributed(args.device)
     try:
         earlier = read_recipe(args.out)
-        # A rerun without --sampler continues the folder's run with its own sampler, steps and eta.
+        # A rerun without --sampler continues the folder's run with its own sampler, steps, eta and
+        # spacing (a recipe without one was drawn before the spacing was a setting: evenly spaced).
         if args.sampler is None and earlier:
             args.sampler = str(earlier["sampler"])
             args.steps = earlier.get("steps") if args.steps is None else args.steps
             args.eta = earlier.get("eta") if getattr(args, "eta", None) is None else args.eta
+            if args.spacing is None and args.sampler != "reference":
+                args.spacing = earlier.get("spacing", "trailing")
         # The thread rule of `cosynth generate` and the widget: the same seed gives the same pair.
         use_generation_threads(ctx.device)
         pipe, shape = load_pipeline(args, ctx.device)

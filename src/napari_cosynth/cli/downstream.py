@@ -76,6 +76,7 @@ def cmd_downstream(args) -> int:
         arms=tuple(args.arms), subset_seed=args.subset_seed, tile_pattern=args.tile_pattern,
         layouts=args.layouts, jitter=args.jitter, synthetic_pairs=args.synthetic_pairs,
         synthetic_seed=args.synthetic_seed, sampler=args.sampler, sampler_steps=args.steps,
+        sampler_spacing=args.spacing,
         guidance=args.guidance, fit_iterations=args.fit_iterations, segmenter_steps=args.segmenter_steps,
     )
     config = SegmenterConfig.from_yaml(args.segmenter_config)

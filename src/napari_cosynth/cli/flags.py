@@ -23,6 +23,7 @@ from ..engine.diffusion.sampler_names import (
     LEGACY_FAST_STEPS,
     SAMPLERS,
     SOLVERS,
+    SPACINGS,
 )
 from ..engine.pipeline.settings import SamplerSettings
 
@@ -73,6 +74,9 @@ def sampling_flags(*, eta: bool = False, default: str | None = DEFAULT_SAMPLER,
     if eta:
         p.add_argument("--eta", type=float, default=None,
                        help="ddim only: noise scale in [0, 1] (0 = deterministic, the default)")
+    p.add_argument("--spacing", choices=SPACINGS, default=None,
+                   help="how the steps are spread over the timesteps: 'quadratic' (small steps at low "
+                        "noise) or 'trailing' (even); default quadratic for unipc, trailing for the others")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (1 = off; default {DEFAULT_GUIDANCE:g})")
     return parent

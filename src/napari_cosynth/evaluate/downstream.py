@@ -141,10 +141,8 @@ def _synthesise(ctx: _Context, fraction: float, subset: list[str], n: int, done:
 
     folder = ctx.out / fraction_dir(fraction)
     source = _layout_source(ctx, folder, subset)
-    from ..engine.pipeline.settings import SamplerSettings
-
     synth, plan = ctx.synthesiser, ctx.plan
-    pipe = synth.pipe.with_settings(SamplerSettings(plan.sampler, plan.sampler_steps, plan.guidance))
+    pipe = synth.pipe.with_settings(plan.sampler_settings())
     run = generate_dataset(pipe, source, folder / SYNTHETIC_DIR, n, shape=synth.shape,
                            base_seed=plan.synthetic_seed)
     name = f"fraction {fraction:g}"
@@ -232,6 +230,7 @@ def read_result(out: str | Path, fraction: float, arm: str, seed: int) -> dict |
 def _plan_record(ctx: _Context, subsets: dict, n_tiles: int, n_pairs: dict) -> dict:
     plan, synth = ctx.plan, ctx.synthesiser
     record = {k: v for k, v in asdict(plan).items() if k != "segmenter_steps"}
+    record["sampler_spacing"] = plan.sampler_settings().resolved_spacing()
     segmenter = {k: v for k, v in ctx.config.to_dict().items() if k not in PER_RUN_SEGMENTER}
     record.update(
         magnification=ctx.magnification, steps=ctx.steps, segmenter=segmenter,

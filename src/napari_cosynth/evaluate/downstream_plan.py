@@ -28,7 +28,7 @@ PLAN_FILE = "plan.json"
 # mix incomparable runs in one table. Fractions, seeds and arms may change (more seeds, another fraction).
 FIXED_SETTINGS = ("train", "test", "format", "test_format", "magnification", "subset_seed", "tile_pattern",
                   "layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps",
-                  "guidance", "fit_iterations", "steps", "segmenter", "model_id", "canvas")
+                  "sampler_spacing", "guidance", "fit_iterations", "steps", "segmenter", "model_id", "canvas")
 # Segmenter settings the experiment sets per run and arm, so the plan does not record them.
 PER_RUN_SEGMENTER = ("seed", "steps", "colour_augment")
 # Fields of the segmenter config that change when checkpoints are written and losses logged, not the
@@ -52,7 +52,7 @@ _FROM_MODEL = ("magnification", "model_id", "canvas")
 # Settings that decide only the synthetic pairs: they bind a rerun only where pairs were drawn already
 # (a folder of real-only runs may take the synthetic arm with any sampler).
 _PAIRS_ONLY = ("layouts", "jitter", "synthetic_pairs", "synthetic_seed", "sampler", "sampler_steps",
-               "guidance", "fit_iterations", "model_id", "canvas")
+               "sampler_spacing", "guidance", "fit_iterations", "model_id", "canvas")
 SYNTHETIC_DIR = "synthetic-pairs"
 
 
@@ -77,8 +77,9 @@ class DownstreamPlan:
         by ``jitter`` px of Gaussian noise) or from a layout model fitted on the subset
         (``generated``); ``synthetic_pairs`` of them (None: as many as the subset has samples),
         bulk base seed ``synthetic_seed``.
-    sampler, sampler_steps, guidance, fit_iterations
-        Joint-model sampler settings; simulation rounds of the layout model fit.
+    sampler, sampler_steps, sampler_spacing, guidance, fit_iterations
+        Joint-model sampler settings (:meth:`sampler_settings`); simulation rounds of the layout
+        model fit.
     segmenter_steps
         Optimisation steps of every run (None: the segmenter config's ``steps``).
     """
@@ -99,6 +100,7 @@ class DownstreamPlan:
     synthetic_seed: int = 0
     sampler: str = DEFAULT_SAMPLER
     sampler_steps: int | None = None
+    sampler_spacing: str | None = None
     guidance: float = 2.0
     fit_iterations: int = 4
     segmenter_steps: int | None = None
@@ -131,6 +133,13 @@ class DownstreamPlan:
         object.__setattr__(self, "seeds", seeds)
         object.__setattr__(self, "arms", tuple(self.arms))
         object.__setattr__(self, "test_format", self.test_format or self.format)
+        self.sampler_settings()  # a bad sampler setting is refused before any run
+
+    def sampler_settings(self):
+        """The joint model's sampler settings for the synthetic pairs."""
+        from ..engine.pipeline.settings import SamplerSettings
+
+        return SamplerSettings(self.sampler, self.sampler_steps, self.guidance, spacing=self.sampler_spacing)
 
 
 # ------------------------------------------------------------------------------------------ subsets
@@ -241,6 +250,8 @@ def checked_plan(out: Path, record: dict) -> dict:
     except (OSError, ValueError) as err:
         raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
     record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
+    if "sampler" in before and "sampler_spacing" not in before and before["sampler"] != "reference":
+        before = dict(before, sampler_spacing="trailing")  # recorded before the spacing was a setting
     fixed = FIXED_SETTINGS
     if "synthetic" not in record.get("arms", ()):
         # This run draws no pairs: the plan keeps describing the pairs the folder may hold.

@@ -7,8 +7,9 @@ image and distance, and a draw from the categorical posterior q(x_s | x_t, x0_ha
 
 - ``"reference"``: every timestep T-1..0 with DDIM ``eta = 1``, which is the DDPM ancestral step
   (posterior variance) for the Gaussian part and the one-step posterior for the labels: CoSyn's sampler.
-- ``"dpm++2m"``, ``"dpm++2m-sde"``, ``"unipc"``, ``"ddim"``: S << T trailing-spaced timesteps (20 by
-  default) with that solver for the Gaussian part and the exact multi-step posterior for the labels.
+- ``"dpm++2m"``, ``"dpm++2m-sde"``, ``"unipc"``, ``"ddim"``: S << T timesteps (20 by default; spaced
+  quadratically for UniPC and evenly for the others unless ``spacing`` says otherwise) with that
+  solver for the Gaussian part and the exact multi-step posterior for the labels.
   ``"ddim"`` takes ``eta`` (0 = deterministic).
 - ``"fast"``: DDIM, eta 0, 50 steps by default: the fast sampler of earlier versions, kept so that
   settings and pairs naming it draw what they drew.
@@ -38,7 +39,7 @@ import torch
 from ...errors import CosynthError
 from .categorical import MultinomialDiffusion, sample_categorical
 from .repaint import jump_back, solver_state
-from .sampler_names import SAMPLERS, check_sampler, default_steps
+from .sampler_names import SAMPLERS, check_sampler, default_spacing, default_steps
 from .schedule import NoiseSchedule, draw_normal
 from .solvers import make_solver
 
@@ -171,6 +172,7 @@ def sample(
     steps: int | None = None,
     guidance: float = 1.0,
     eta: float | None = None,
+    spacing: str | None = None,
     generator: torch.Generator | list[torch.Generator] | None = None,
     known: dict | None = None,
     preview_every: int = 0,
@@ -198,6 +200,10 @@ def sample(
         Classifier-free guidance scale; 1 = off (CoSyn samples with 2).
     eta : float, optional
         DDIM's noise scale in [0, 1] (``"ddim"`` and ``"fast"`` only; 0 when omitted).
+    spacing : str, optional
+        How the steps are spread over the timesteps: ``"quadratic"`` or ``"trailing"``
+        (:meth:`.schedule.NoiseSchedule.sampling_timesteps`); the sampler's
+        :func:`.sampler_names.default_spacing` when omitted. Not for the reference.
     generator : torch.Generator or list of B, optional
         Every random draw comes from it: the same seed, device and settings give identical output.
         With one generator per pair, pair i's draws come from generator i only, so a pair is the same
@@ -230,7 +236,7 @@ def sample(
         ``StopIteration.value``); ``progress.run_to_end(sample(...))`` runs it to the end. The arguments are checked
         when ``sample`` is called, before the first step.
     """
-    check_sampler(kind, None, eta)
+    check_sampler(kind, None, eta, spacing=spacing)
     schedule = _as_schedule(schedule)
     n_steps = default_steps(kind) if steps is None else steps
     if kind == "reference":
@@ -240,7 +246,7 @@ def sample(
                 f"Leave steps out, or use the fast sampler for fewer steps"
             )
         n_steps = schedule.timesteps
-    timesteps = schedule.sampling_timesteps(n_steps)
+    timesteps = schedule.sampling_timesteps(n_steps, spacing or default_spacing(kind))
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CosynthError(f"guidance must be a finite number (1 = off), got {guidance!r}")
     if guidance < 0:

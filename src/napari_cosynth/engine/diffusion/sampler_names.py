@@ -12,6 +12,11 @@ importing the engine. The solvers themselves live in :mod:`.solvers`.
 - ``"fast"``: DDIM with eta 0 and 50 steps by default, the fast sampler before solvers existed; kept so
   settings and pairs that name it draw exactly what they drew.
 - ``"reference"``: CoSyn's ancestral sampler over all T timesteps (DDIM eta 1, one step at a time).
+
+The few timesteps of a solver are spread "quadratic"ally (many small steps at low noise) for UniPC,
+the default since it gave fewer spurious and merged nuclei at the same cost (docs/benchmarks.md,
+"Timestep spacing"), and evenly ("trailing") for the others, as they were measured; any solver takes
+either. See :meth:`.schedule.NoiseSchedule.sampling_timesteps`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ SAMPLERS = (*SOLVERS, "fast", "reference")
 DEFAULT_SAMPLER = "unipc"
 DEFAULT_SOLVER_STEPS = 20
 LEGACY_FAST_STEPS = 50
+# How a sampler's timesteps are spread over 0..T-1 (NoiseSchedule.sampling_timesteps).
+SPACINGS = ("quadratic", "trailing")
+
+
+def default_spacing(sampler: str) -> str:
+    """The timestep spacing ``sampler`` uses when none is given (see the module docstring)."""
+    return "quadratic" if sampler == "unipc" else "trailing"
 
 
 def default_steps(sampler: str, timesteps: int = 1000) -> int:
@@ -34,14 +46,16 @@ def default_steps(sampler: str, timesteps: int = 1000) -> int:
     return LEGACY_FAST_STEPS if sampler == "fast" else DEFAULT_SOLVER_STEPS
 
 
-def check_sampler(sampler, steps=None, eta=None, guidance=None, *, flags: dict | None = None) -> None:
-    """Raise a one-line CosynthError for a bad sampler name, step count, eta or guidance.
+def check_sampler(sampler, steps=None, eta=None, guidance=None, spacing=None, *,
+                  flags: dict | None = None) -> None:
+    """Raise a one-line CosynthError for a bad sampler name, step count, eta, guidance or spacing.
 
-    ``flags`` maps ``"sampler"``, ``"steps"``, ``"eta"``, ``"guidance"`` to the names the caller's
-    user knows (``{"steps": "--steps"}`` on the command line); the argument names otherwise.
+    ``flags`` maps ``"sampler"``, ``"steps"``, ``"eta"``, ``"guidance"``, ``"spacing"`` to the names
+    the caller's user knows (``{"steps": "--steps"}`` on the command line); the argument names otherwise.
     The upper bound of steps (the model's T) is checked where the model is known.
     """
-    name = {"sampler": "sampler", "steps": "steps", "eta": "eta", "guidance": "guidance", **(flags or {})}
+    name = {"sampler": "sampler", "steps": "steps", "eta": "eta", "guidance": "guidance", "spacing": "spacing",
+            **(flags or {})}
     if sampler not in SAMPLERS:
         raise CosynthError(
             f"{name['sampler']}: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -56,3 +70,9 @@ def check_sampler(sampler, steps=None, eta=None, guidance=None, *, flags: dict |
                                  or not math.isfinite(guidance) or guidance < 0):
         raise CosynthError(
             f"{name['guidance']} must be a finite number >= 0 (1 = off, CoSyn uses 2), got {guidance!r}")
+    if spacing is not None:
+        if sampler == "reference":
+            raise CosynthError(f"{name['spacing']} does not apply to the reference sampler (it takes every timestep)")
+        if spacing not in SPACINGS:
+            raise CosynthError(f"{name['spacing']}: unknown timestep spacing {spacing!r}; choose one of "
+                               f"{', '.join(SPACINGS)}")

@@ -20,6 +20,7 @@ import torch
 
 from ...errors import ConfigError, CosynthError
 from ..heavy_imports import collector_paused
+from .sampler_names import SPACINGS
 
 with collector_paused():  # diffusers pulls in torch._dynamo and some 3,000 modules (see heavy_imports)
     from diffusers import DDPMScheduler
@@ -139,14 +140,25 @@ class NoiseSchedule:
         snr = abar / (1.0 - abar)
         return ((k + snr) ** (-float(gamma))).float()
 
-    def sampling_timesteps(self, steps: int) -> list[int]:
+    def sampling_timesteps(self, steps: int, spacing: str = "trailing") -> list[int]:
         """The ``steps`` timesteps a sampler visits, from high to low; the step after the last is s = -1.
 
-        The spacing is the "trailing" one (Lin et al. 2024, diffusers' ``timestep_spacing="trailing"``):
-        ``t_i = round(T (steps - i) / steps) - 1``. It starts at T - 1, where alpha-bar is ~0, so
-        starting from pure noise matches the forward process; ``steps = T`` gives every timestep
-        T-1..0 (the ancestral chain). Computed in integers here because diffusers' float ``arange``
-        returns ``steps + 1`` values ending in -1 for some counts (61, 103, 121, ... of 1000).
+        Both spacings start at T - 1, where alpha-bar is ~0, so starting from pure noise matches the
+        forward process, and ``steps = T`` gives every timestep T-1..0 (the ancestral chain).
+
+        - ``"trailing"`` (Lin et al. 2024, diffusers' ``timestep_spacing="trailing"``): evenly spaced,
+          ``t_i = round(T (steps - i) / steps) - 1``, so the last model call is at t = T / steps - 1
+          (49 of 1000 for 20 steps, where the noise is still 9 % of the data range). Computed in
+          integers because diffusers' float ``arange`` returns ``steps + 1`` values ending in -1 for
+          some counts (61, 103, 121, ... of 1000).
+        - ``"quadratic"`` (DDIM's "quad" skip, Song et al. 2021; DPM-Solver's "time_quadratic"): the
+          same first and last timestep as "trailing", with the steps between spaced quadratically,
+          ``t_i = t_end + (T - 1 - t_end) ((steps - 1 - i) / (steps - 1))^2``: fewer large steps at
+          high noise, more small ones at low noise. Ending where "trailing" ends keeps its last,
+          smoothing jump to the data (from t = 49 with 20 steps); ending lower left grain that the
+          two-sample test saw (docs/benchmarks.md, "Timestep spacing"). The offset from ``t_end`` is
+          rounded, then raised to at least ``steps - 1 - i`` so that the timesteps stay distinct
+          for any count.
         """
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= self.timesteps:
             raise CosynthError(
@@ -154,8 +166,16 @@ class NoiseSchedule:
                 f"timesteps), got {steps!r}"
             )
         T = self.timesteps
-        # round-half-up of T * (steps - i) / steps, in integer arithmetic
-        return [(2 * T * (steps - i) + steps) // (2 * steps) - 1 for i in range(steps)]
+        if spacing == "trailing":
+            # round-half-up of T * (steps - i) / steps, in integer arithmetic
+            return [(2 * T * (steps - i) + steps) // (2 * steps) - 1 for i in range(steps)]
+        if spacing != "quadratic":
+            raise CosynthError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+        if steps == 1:
+            return [T - 1]
+        end = self.sampling_timesteps(steps, "trailing")[-1]
+        return [end + max(round((T - 1 - end) * ((steps - 1 - i) / (steps - 1)) ** 2), steps - 1 - i)
+                for i in range(steps)]
 
     def ddim_step(
         self,

@@ -139,7 +139,7 @@ def generate(
         cond, uncond = encode(model, point_maps.to(device), tokens.to(device), float(settings.guidance))
     steps_iter = sample(
         model, cond, uncond, (n, h, w), kind=settings.sampler, steps=settings.steps,
-        guidance=float(settings.guidance), eta=settings.eta, generator=generators,
+        guidance=float(settings.guidance), eta=settings.eta, spacing=settings.spacing, generator=generators,
         known=to_device(known_t, device) or None, preview_every=preview_every,
         schedule=card.config.diffusion,
     )

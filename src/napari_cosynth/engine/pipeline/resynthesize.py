@@ -139,7 +139,7 @@ def resynthesize(
         cond, uncond = encode(model, pm, tokens.to(device), float(settings.guidance))
     steps_iter = sample(
         model, cond, uncond, (1, h, w), kind=settings.sampler, steps=settings.steps,
-        guidance=float(settings.guidance), eta=settings.eta, generator=generator,
+        guidance=float(settings.guidance), eta=settings.eta, spacing=settings.spacing, generator=generator,
         known=to_device(known, device), preview_every=preview_every, schedule=card.config.diffusion,
         resample=settings.resample,
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from ...errors import CosynthError
-from ..diffusion.sampler_names import DEFAULT_SAMPLER, check_sampler, default_steps
+from ..diffusion.sampler_names import DEFAULT_SAMPLER, check_sampler, default_spacing, default_steps
 
 CLI_FLAGS = {"sampler": "--sampler", "steps": "--steps", "eta": "--eta", "guidance": "--guidance",
-             "resample": "--resample"}
+             "resample": "--resample", "spacing": "--spacing"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class SamplerSettings:
         DDIM's noise scale in [0, 1] (``"ddim"``/``"fast"`` only).
     resample : int
         RePaint's resampling jumps in re-synthesis (1 = none); see ``engine/diffusion/repaint.py``.
+    spacing : str or None
+        How the steps are spread over the timesteps (``"quadratic"`` or ``"trailing"``); None = the
+        sampler's default (quadratic for UniPC, trailing for the others).
     """
 
     sampler: str = DEFAULT_SAMPLER
@@ -39,13 +42,15 @@ class SamplerSettings:
     guidance: float = 2.0
     eta: float | None = None
     resample: int = 1
+    spacing: str | None = None
 
     def __post_init__(self):
         _check(asdict(self))
 
     @classmethod
     def from_args(cls, args) -> SamplerSettings:
-        """From parsed CLI arguments (``--sampler``, ``--steps``, ``--eta``, ``--guidance``, ``--resample``).
+        """From parsed CLI arguments (``--sampler``, ``--steps``, ``--eta``, ``--guidance``, ``--resample``,
+        ``--spacing``).
 
         A bad value is refused in one line naming its flag ("--steps must be ...").
         """
@@ -62,10 +67,19 @@ class SamplerSettings:
             return int(timesteps)
         return default_steps(self.sampler) if self.steps is None else int(self.steps)
 
+    def resolved_spacing(self) -> str | None:
+        """The timestep spacing this run uses (None for the reference, which takes every timestep)."""
+        if self.sampler == "reference":
+            return None
+        return self.spacing or default_spacing(self.sampler)
+
     def provenance(self, timesteps: int) -> dict:
-        """What a pair records of how it was sampled."""
+        """What a pair records of how it was sampled (pairs drawn before the spacing was a setting
+        record none: theirs was ``"trailing"``)."""
         record = {"sampler": self.sampler, "steps": self.resolved_steps(timesteps),
                   "guidance": float(self.guidance)}
+        if self.resolved_spacing() is not None:
+            record["spacing"] = self.resolved_spacing()
         if self.eta is not None:
             record["eta"] = float(self.eta)
         if self.resample != 1:
@@ -73,12 +87,14 @@ class SamplerSettings:
         return record
 
 
-_DEFAULTS = {"sampler": DEFAULT_SAMPLER, "steps": None, "guidance": 2.0, "eta": None, "resample": 1}
+_DEFAULTS = {"sampler": DEFAULT_SAMPLER, "steps": None, "guidance": 2.0, "eta": None, "resample": 1,
+             "spacing": None}
 
 
 def _check(values: dict, flags: dict | None = None) -> None:
     """One-line CosynthError for a bad value, named as ``flags`` calls it (the argument name otherwise)."""
-    check_sampler(values["sampler"], values["steps"], values["eta"], values["guidance"], flags=flags)
+    check_sampler(values["sampler"], values["steps"], values["eta"], values["guidance"], values["spacing"],
+                  flags=flags)
     resample = values["resample"]
     if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
         name = (flags or {}).get("resample", "resample")
