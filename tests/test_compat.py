@@ -33,13 +33,16 @@ def test_a_pair_written_by_0_1_0_reads_back_whole():
 
 
 def test_its_recorded_seed_draws_the_same_pair_today(tiny_checkpoint):
-    """One seed rule keeps pair 0 at the base seed, so a single pair of 0.1.0 is drawn again exactly."""
+    """One seed rule keeps pair 0 at the base seed, so a single pair of 0.1.0 is drawn again exactly with
+    its settings; it records no timestep spacing, so it was drawn before the spacing was a setting:
+    evenly ("trailing")."""
     old = read_sample(OLD_PAIR)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         pipe = CoSynthPipeline.from_pretrained(tiny_checkpoint)
-        (new,) = pipe(POINTS, size=(32, 32), steps=3, seed=old.provenance["seed"])
+        assert "spacing" not in old.provenance
+        (new,) = pipe(POINTS, size=(32, 32), steps=3, spacing="trailing", seed=old.provenance["seed"])
     finally:
         torch.set_num_threads(threads)
     assert new.provenance["prompt"] == old.provenance["prompt"]

@@ -138,7 +138,8 @@ class CoSynthPipeline:
 
         ``points`` is one layout for all pairs, one per pair, or None: then every pair gets a layout
         with its training data's density and class mix, drawn from the pair's seed. ``sampler`` keyword
-        arguments (``sampler``, ``steps``, ``guidance``, ``eta``) override ``settings`` for this call.
+        arguments (``sampler``, ``steps``, ``spacing``, ``guidance``, ``eta``) override ``settings`` for
+        this call.
         See :func:`napari_cosynth.engine.pipeline.generate.generate` for the rest.
         """
         from .generate import generate
