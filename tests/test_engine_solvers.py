@@ -161,6 +161,15 @@ def test_cli_generate_with_a_solver_records_it_and_reproduces(tiny_checkpoint, t
     assert c.provenance["sampler"] == "ddim" and c.provenance["eta"] == 0.5
 
 
+def test_a_record_without_a_spacing_was_drawn_evenly_spaced():
+    from napari_cosynth.engine.diffusion.sampler_names import recorded_spacing
+
+    assert recorded_spacing({"sampler": "unipc"}) == "trailing"
+    assert recorded_spacing({"sampler": "unipc", "spacing": "quadratic"}) == "quadratic"
+    assert recorded_spacing({"sampler": "reference"}) is None
+    assert recorded_spacing({"sampler": "ddim", "sampler_spacing": "quadratic"}, "sampler_spacing") == "quadratic"
+
+
 def test_the_spacing_is_recorded_and_decides_the_pair(tiny_checkpoint, tmp_path):
     """UniPC spaces its steps quadratically unless told otherwise; the others evenly ("trailing");
     every pair records which, and the same seed with another spacing draws another pair."""

@@ -11,6 +11,7 @@ import errno
 import os
 from pathlib import Path
 
+from ..engine.diffusion.sampler_names import recorded_spacing
 from ..errors import CosynthError
 from ..jsonio import read_json
 from . import plan
@@ -91,8 +92,7 @@ def check_recipe(out: Path, recipe: dict) -> None:
         # Recorded before recipes held the cut: the pairs tell it (no pair yet: nothing to mix with).
         cut = _recorded_cut(Path(out) / PAIRS_DIR)
         before = dict(before, instance_recovery=recipe.get("instance_recovery") if cut is None else cut)
-    if "spacing" not in before and before.get("sampler") != "reference":
-        before = dict(before, spacing="trailing")  # recorded before the spacing was a setting
+    before = dict(before, spacing=recorded_spacing(before))
     changed = [k for k in _RECIPE_KEYS if before.get(k) != recipe.get(k)]
     if changed:
         k = changed[0]

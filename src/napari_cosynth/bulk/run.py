@@ -287,7 +287,7 @@ def _recipe(pipe, source, shape, base_seed, batch, prompt, tissue) -> dict:
         "steps": settings.resolved_steps(pipe.card.timesteps),
         "guidance": float(settings.guidance),
         **({} if settings.eta is None else {"eta": float(settings.eta)}),
-        **({} if settings.resolved_spacing() is None else {"spacing": settings.resolved_spacing()}),
+        **({} if (spacing := settings.resolved_spacing()) is None else {"spacing": spacing}),
         "prompt": prompt,
         "tissue": tissue,
         # How nuclei are cut from the maps decides the labels: a model's config may change it.

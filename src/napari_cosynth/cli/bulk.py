@@ -6,7 +6,7 @@ Under ``torchrun`` every process runs this same command; the ranks share the pai
 
 from __future__ import annotations
 
-from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, recorded_spacing
 from .flags import device_flag, json_flag, model_flag, output_flag, quiet_flag, sampling_flags
 
 
@@ -63,13 +63,12 @@ def run_generate_dataset(args) -> int:
     try:
         earlier = read_recipe(args.out)
         # A rerun without --sampler continues the folder's run with its own sampler, steps, eta and
-        # spacing (a recipe without one was drawn before the spacing was a setting: evenly spaced).
+        # spacing.
         if args.sampler is None and earlier:
             args.sampler = str(earlier["sampler"])
             args.steps = earlier.get("steps") if args.steps is None else args.steps
             args.eta = earlier.get("eta") if getattr(args, "eta", None) is None else args.eta
-            if args.spacing is None and args.sampler != "reference":
-                args.spacing = earlier.get("spacing", "trailing")
+            args.spacing = recorded_spacing(earlier) if args.spacing is None else args.spacing
         # The thread rule of `cosynth generate` and the widget: the same seed gives the same pair.
         use_generation_threads(ctx.device)
         pipe, shape = load_pipeline(args, ctx.device)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER
+from ..engine.diffusion.sampler_names import DEFAULT_SAMPLER, recorded_spacing
 from ..errors import CosynthError
 from ..jsonio import read_json
 from ..segmenter.config import SegmenterConfig
@@ -250,8 +250,8 @@ def checked_plan(out: Path, record: dict) -> dict:
     except (OSError, ValueError) as err:
         raise CosynthError(f"{path}: unreadable ({err}); remove it only if the folder holds no runs") from None
     record = dict(record, **{k: before.get(k) for k in _FROM_MODEL if record.get(k) is None})
-    if "sampler" in before and "sampler_spacing" not in before and before["sampler"] != "reference":
-        before = dict(before, sampler_spacing="trailing")  # recorded before the spacing was a setting
+    if "sampler" in before:
+        before = dict(before, sampler_spacing=recorded_spacing(before, "sampler_spacing"))
     fixed = FIXED_SETTINGS
     if "synthetic" not in record.get("arms", ()):
         # This run draws no pairs: the plan keeps describing the pairs the folder may hold.

@@ -39,6 +39,15 @@ def default_spacing(sampler: str) -> str:
     return "quadratic" if sampler == "unipc" else "trailing"
 
 
+def recorded_spacing(record: dict, key: str = "spacing") -> str | None:
+    """The spacing a stored record (pair provenance, bulk recipe, downstream plan) of a run with
+    ``record["sampler"]`` implies: its own ``record[key]``; none for the reference, which takes every
+    timestep; else ``"trailing"``, the only spacing before the spacing was a setting and recorded."""
+    if key in record or record.get("sampler") == "reference":
+        return record.get(key)
+    return "trailing"
+
+
 def default_steps(sampler: str, timesteps: int = 1000) -> int:
     """The steps ``sampler`` takes when none are given (the reference: all ``timesteps``)."""
     if sampler == "reference":

@@ -148,7 +148,7 @@ class NoiseSchedule:
 
         - ``"trailing"`` (Lin et al. 2024, diffusers' ``timestep_spacing="trailing"``): evenly spaced,
           ``t_i = round(T (steps - i) / steps) - 1``, so the last model call is at t = T / steps - 1
-          (49 of 1000 for 20 steps, where the noise is still 9 % of the data range). Computed in
+          (49 of 1000 for 20 steps, where the noise's std is still 0.09 on data in [-1, 1]). Computed in
           integers because diffusers' float ``arange`` returns ``steps + 1`` values ending in -1 for
           some counts (61, 103, 121, ... of 1000).
         - ``"quadratic"`` (DDIM's "quad" skip, Song et al. 2021; DPM-Solver's "time_quadratic"): the

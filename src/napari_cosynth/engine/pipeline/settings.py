@@ -78,8 +78,9 @@ class SamplerSettings:
         record none: theirs was ``"trailing"``)."""
         record = {"sampler": self.sampler, "steps": self.resolved_steps(timesteps),
                   "guidance": float(self.guidance)}
-        if self.resolved_spacing() is not None:
-            record["spacing"] = self.resolved_spacing()
+        spacing = self.resolved_spacing()
+        if spacing is not None:
+            record["spacing"] = spacing
         if self.eta is not None:
             record["eta"] = float(self.eta)
         if self.resample != 1:
